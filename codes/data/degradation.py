@@ -84,7 +84,7 @@ def _grouped_conv(x, kernels, stride):
     l = kernels.shape[-1]
     p = l // 2
     padded = F.pad(x.reshape(1, b * c, h, w), (p, p, p, p), mode="replicate")
-    weight = kernels.unsqueeze(1).repeat_interleave(c, dim=0)  # (B*C, 1, l, l), channel-major per image
+    weight = kernels.unsqueeze(1).expand(b, c, l, l).reshape(b * c, 1, l, l)  # image-major, like x
     out = F.conv2d(padded, weight, stride=stride, groups=b * c)
     return out.reshape(b, c, out.shape[-2], out.shape[-1])
 
@@ -248,10 +248,15 @@ class Degradation:
             return k.to(device=device, dtype=torch.float32).expand(b, -1, -1), nan, nan, nan
         if self.random_kernel:
             p = random_kernel_params(b, generator, device, self.sig_min, self.sig_max, self.rate_iso)
+            if self.rate_iso == 0:
+                del p["is_iso"]  # all anisotropic: skip the isotropic branch
             return make_kernels(p, self.kernel_size, self.scale), p["sig1"], p["sig2"], p["theta"]
         k, s1, s2, th = self._fixed
+        if k.device != torch.device(device):
+            k = k.to(device)
+            self._fixed = (k, s1, s2, th)  # keep the copy on the images' device for the next batch
         full = lambda v: torch.full((b,), v, device=device)  # noqa: E731
-        return k.to(device).expand(b, -1, -1), full(s1), full(s2), full(th)
+        return k.expand(b, -1, -1), full(s1), full(s2), full(th)
 
     def __call__(self, hr, generator=None, kernel=None):
         """Degrade a batch.

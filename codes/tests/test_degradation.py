@@ -335,3 +335,20 @@ def test_degrade_spatially_variant_shapes_and_lr_positions():
     assert torch.allclose(out.lr_clean, ref, atol=1e-5)
     with pytest.raises(KULNetError):
         degrade_spatially_variant(hr, 7, 4)
+
+
+# ----------------------------------------------------------------------------- benchmark smoke test
+def test_benchmark_runs_and_writes_json(tmp_path, capsys):
+    import json
+
+    from benchmarks.bench_degradation import main
+
+    out = tmp_path / "bench.json"
+    main(["--device", "cpu", "--batch", "2", "--gt_size", "16", "--repeats", "1", "--warmup", "0",
+          "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert [r["row"] for r in data["results"]] == ["degradation (fused)", "two-step blur", "kernels only"]
+    assert all(r["median_ms"] >= 0 for r in data["results"])
+    assert "median" in capsys.readouterr().out
+    with pytest.raises(KULNetError):
+        main(["--device", "cpu", "--gt_size", "15", "--scale", "4"])
