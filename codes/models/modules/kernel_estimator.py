@@ -1,0 +1,134 @@
+"""Uncertainty-learning kernel estimator: a small U-Net that predicts one blur kernel per image.
+
+Paper / reference: Z. Fang et al., "Uncertainty Learning in Kernel Estimation for Multi-Stage Blind
+Image Super-Resolution", ECCV 2022, Sec. 3.1 (kernel estimation with a latent Gaussian variable).
+
+Attribute names reproduce the authors' checkpoint keys (prefix ``kernel_extra.`` inside KULNet), see
+``../shared/reference/reference_checkpoint_keys.tsv``. Default PyTorch initialisation (as the authors).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv3x3(in_ch, out_ch, stride=1):
+    """3x3 convolution with padding 1."""
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
+
+
+class ResBlock(nn.Module):
+    """``x + conv(ReLU(conv(ReLU(x))))``; ``body.1`` and ``body.3`` are the two convolutions."""
+
+    def __init__(self, nf):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReLU(), conv3x3(nf, nf), nn.ReLU(), conv3x3(nf, nf))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class EncodingBlock(nn.Module):
+    """conv in->nf, two residual blocks, ReLU (the skip); stride-2 conv gives the block's output."""
+
+    def __init__(self, in_ch, nf):
+        super().__init__()
+        self.Conv_head = conv3x3(in_ch, nf)
+        self.ResBlock1 = ResBlock(nf)
+        self.ResBlock2 = ResBlock(nf)
+        self.downsample = conv3x3(nf, nf, stride=2)
+
+    def forward(self, x):
+        """(B, in, H, W) -> (down (B, nf, ceil(H/2), ceil(W/2)), skip (B, nf, H, W))."""
+        skip = F.relu(self.ResBlock2(self.ResBlock1(self.Conv_head(x))))
+        return self.downsample(skip), skip
+
+
+class DecodingBlock(nn.Module):
+    """Transposed conv to the skip's size, concat [up, skip], conv 2nf->nf, two residual blocks, ReLU."""
+
+    def __init__(self, nf):
+        super().__init__()
+        self.Conv_t = nn.ConvTranspose2d(nf, nf, 3, stride=2, padding=1)
+        self.Conv_head = conv3x3(2 * nf, nf)
+        self.ResBlock1 = ResBlock(nf)
+        self.ResBlock2 = ResBlock(nf)
+
+    def forward(self, x, skip):
+        """x (B, nf, ceil(H/2), ceil(W/2)), skip (B, nf, H, W) -> (B, nf, H, W)."""
+        up = self.Conv_t(x, output_size=skip.shape[-2:])
+        out = self.Conv_head(torch.cat([up, skip], dim=1))
+        return F.relu(self.ResBlock2(self.ResBlock1(out)))
+
+
+class ConvMid(nn.Module):
+    """Five times (conv nf->nf, ReLU)."""
+
+    def __init__(self, nf, n_convs=5):
+        super().__init__()
+        layers = []
+        for _ in range(n_convs):
+            layers += [conv3x3(nf, nf), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class ConvTail(nn.Module):
+    """Latent heads (``mean`` with ReLU, ``log_var`` linear) and the per-pixel kernel logits."""
+
+    def __init__(self, nf, kernel_size):
+        super().__init__()
+        self.mean = nn.Sequential(conv3x3(nf, nf), nn.ReLU())
+        self.log_var = nn.Sequential(conv3x3(nf, nf))
+        self.Conv_end = conv3x3(nf, kernel_size * kernel_size)
+
+
+class KernelEstimator(nn.Module):
+    """U-Net predicting a per-pixel kernel map and its spatial mean, the image's kernel.
+
+    Args:
+        in_nc (int): input channels (3).
+        nf (int): feature width (64 in the paper).
+        kernel_size (int): l, kernel side (21).
+        sample_at_eval (bool): sample the latent in eval mode too (the authors' test code does);
+            default False gives the deterministic ``z = mean``.
+    """
+
+    def __init__(self, in_nc=3, nf=64, kernel_size=21, sample_at_eval=False):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.sample_at_eval = sample_at_eval
+        self.Encoding_Block1 = EncodingBlock(in_nc, nf)
+        self.Encoding_Block2 = EncodingBlock(nf, nf)
+        self.Conv_mid = ConvMid(nf)
+        self.Decoding_Block1 = DecodingBlock(nf)
+        self.Decoding_Block2 = DecodingBlock(nf)
+        self.Conv_tail = ConvTail(nf, kernel_size)
+
+    def forward(self, lr):
+        """Estimate the kernels.
+
+        Args:
+            lr (Tensor): (B, in_nc, h, w) noisy LR image in [0, 1], any h, w >= 1.
+
+        Returns:
+            tuple: kernel (B, l, l) >= 0 summing to 1; mean (B, nf, h, w) >= 0; log_var (B, nf, h, w);
+            kernel_map (B, l*l, h, w) per-pixel kernels (softmax over channels).
+        """
+        down1, skip1 = self.Encoding_Block1(lr)
+        down2, skip2 = self.Encoding_Block2(down1)
+        feat = self.Decoding_Block1(self.Conv_mid(down2), skip2)
+        feat = self.Decoding_Block2(feat, skip1)
+        mean = self.Conv_tail.mean(feat)
+        log_var = self.Conv_tail.log_var(feat)
+        if self.training or self.sample_at_eval:
+            # quirk (authors): exp(log_var) is used as the standard deviation, not exp(log_var / 2).
+            z = mean + torch.randn_like(mean) * torch.exp(log_var)
+        else:
+            z = mean
+        # softmax in float32 so the kernel sums to 1 under bf16/fp16 autocast too.
+        kernel_map = F.softmax(self.Conv_tail.Conv_end(z).float(), dim=1)
+        l = self.kernel_size
+        kernel = kernel_map.mean(dim=(2, 3)).view(-1, l, l)
+        return kernel, mean, log_var, kernel_map
