@@ -1,0 +1,229 @@
+"""Build networks from options and save/load their weights (our format and the authors' raw files).
+
+Our checkpoint file: ``{'format': 'kulnet', 'params': state_dict, 'meta': {'scale', 'kernel_size',
+'model', 'code_version', 'iteration', ...}}``, written atomically, keys without ``module.``.
+The authors' ``latest_G.pth`` is a raw state_dict (keys as in
+``../shared/reference/reference_checkpoint_keys.tsv``), possibly with a ``module.`` prefix or wrapped
+under ``'params'``/``'state_dict'``.
+"""
+import functools
+import inspect
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+
+import torch
+
+from models.modules.kulnet import KULNet
+from utils.errors import KULNetError
+
+PACKAGE_VERSION = "0.1.0"
+NETWORKS = {"KULNet": KULNet}
+_TOP_LEVEL_ARGS = ("scale", "kernel_size")
+_PREFIXES = ("module.", "_orig_mod.")
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def code_version():
+    """str: the short git commit of this checkout (``+dirty`` not tracked), else ``PACKAGE_VERSION``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
+                             capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip() or PACKAGE_VERSION
+    except (OSError, subprocess.SubprocessError):
+        return PACKAGE_VERSION
+
+
+def define_G(opt):
+    """Build the generator from parsed options.
+
+    Args:
+        opt (dict): ``scale`` (required), ``kernel_size`` (default 21) and an optional
+            ``network_G`` block: ``which_model_G`` (default ``'KULNet'``) plus constructor arguments
+            of that network (for KULNet: in_nc, est_nf, sr_nf, n_stages, sample_at_eval).
+            ``{'scale': 4}`` is enough.
+
+    Returns:
+        nn.Module: the network (on the CPU, in train mode).
+
+    Raises:
+        KULNetError: missing scale, unknown network name or unknown/conflicting key.
+    """
+    if not isinstance(opt, dict) or "scale" not in opt:
+        raise KULNetError("options: 'scale' is missing; set scale: 2, 3 or 4")
+    net_opt = dict(opt.get("network_G") or {})
+    name = net_opt.pop("which_model_G", "KULNet")
+    if name not in NETWORKS:
+        raise KULNetError(f"network_G.which_model_G={name!r}: unknown network; choose one of {sorted(NETWORKS)}")
+    constructor = NETWORKS[name]
+    kwargs = {"scale": opt["scale"], "kernel_size": opt.get("kernel_size", 21)}
+    for key in _TOP_LEVEL_ARGS:
+        if key in net_opt and net_opt.pop(key) != kwargs[key]:
+            raise KULNetError(f"network_G.{key}: differs from the top-level {key}={kwargs[key]!r}; "
+                              f"set it in one place only")
+    allowed = set(inspect.signature(constructor).parameters) - set(_TOP_LEVEL_ARGS)
+    for key in net_opt:
+        if key not in allowed:
+            raise KULNetError(f"network_G.{key}: unknown option for {name}; allowed: {sorted(allowed)}")
+    kwargs.update(net_opt)
+    return constructor(**kwargs)
+
+
+def _bare(net):
+    """Unwrap DataParallel/DistributedDataParallel and torch.compile wrappers."""
+    while True:
+        if hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        elif isinstance(net, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            net = net.module
+        else:
+            return net
+
+
+def _strip_prefixes(state_dict):
+    out = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def save_network(net, path, meta=None):
+    """Save the weights with metadata, atomically (temporary file + ``os.replace``).
+
+    Args:
+        net (nn.Module): the network (wrappers and ``module.`` prefixes are removed).
+        path (str): destination ``.pth`` file; folders are created.
+        meta (dict | None): extra plain-Python metadata (e.g. ``iteration``), merged over the defaults
+            ``scale``, ``kernel_size``, ``model``, ``code_version``, ``iteration`` (None).
+    """
+    bare = _bare(net)
+    info = {"scale": getattr(bare, "scale", None), "kernel_size": getattr(bare, "kernel_size", None),
+            "model": type(bare).__name__, "code_version": code_version(), "iteration": None}
+    info.update(meta or {})
+    try:
+        json.dumps(info)
+    except (TypeError, ValueError) as err:
+        raise KULNetError(f"save_network meta: {err}; use plain Python values (int, float, str, lists, dicts)")
+    params = {k: v.detach().cpu() for k, v in _strip_prefixes(bare.state_dict()).items()}
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": "kulnet", "params": params, "meta": info}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _is_state_dict(obj):
+    return isinstance(obj, dict) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _scale_from_name(path):
+    """Scale hinted by the file or its two parent folders (``x2``, ``_X4_``...), else None."""
+    parts = os.path.abspath(path).split(os.sep)[-3:]
+    hints = {int(m) for part in parts for m in re.findall(r"(?:^|[^a-z0-9])x([1-9])(?![0-9])", part.lower())}
+    return hints.pop() if len(hints) == 1 else None
+
+
+def _read(path):
+    """torch.load on the CPU with weights_only; returns (format, state_dict, meta)."""
+    if not os.path.isfile(path):
+        raise KULNetError(f"{path}: checkpoint not found; check the path (or download the pretrained file)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt, not a torch file, or pickled objects
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise KULNetError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {reason}); "
+                          f"the file is truncated, corrupt or not a PyTorch weights file, copy it again")
+    if isinstance(obj, dict) and obj.get("format") == "kulnet" and _is_state_dict(obj.get("params")):
+        return "kulnet", obj["params"], dict(obj.get("meta") or {})
+    for key in ("params", "params_ema", "state_dict"):
+        if isinstance(obj, dict) and _is_state_dict(obj.get(key)):
+            return "authors", obj[key], {}
+    if _is_state_dict(obj):
+        return "authors", obj, {}
+    keys = sorted(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+    raise KULNetError(f"{path}: holds no network weights (found {keys}); pass a *_G.pth weights file, "
+                      f"not a training state")
+
+
+def load_network(net, path, strict=True, expected_scale=None):
+    """Load weights into ``net``, detecting our format or the authors' raw state_dict.
+
+    The authors' files carry no metadata, and their tensors are identical in shape at x2, x3 and x4,
+    so their scale cannot be read from the file: it is checked only against ``expected_scale`` when
+    given, else against a scale written in the file or folder name (``..._x2...``), else not at all.
+
+    Args:
+        net (nn.Module): target network (wrappers allowed).
+        path (str): checkpoint file.
+        strict (bool): every key of the network must be in the file and vice versa.
+        expected_scale (int | None): the scale the caller expects the checkpoint to have.
+
+    Returns:
+        dict: the metadata (``format`` 'kulnet' or 'authors', ``scale`` (None if unknown),
+        ``missing_keys``, ``unexpected_keys`` and, for our files, everything saved).
+
+    Raises:
+        KULNetError: missing/truncated/corrupt file, another network's weights, scale or kernel-size
+            mismatch.
+    """
+    bare = _bare(net)
+    net_scale = getattr(bare, "scale", None)
+    fmt, params, meta = _read(path)
+    params = _strip_prefixes(params)
+    if fmt == "kulnet":
+        if meta.get("model") not in (None, type(bare).__name__):
+            raise KULNetError(f"{path}: a {meta.get('model')} checkpoint, the network is {type(bare).__name__}; "
+                              f"use a checkpoint of this network")
+        file_scale = meta.get("scale")
+        source = "its metadata"
+    else:
+        file_scale = expected_scale if expected_scale is not None else _scale_from_name(path)
+        source = "expected_scale" if expected_scale is not None else "its file name"
+    if expected_scale is not None and file_scale is not None and file_scale != expected_scale:
+        raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but x{expected_scale} was expected; "
+                          f"use the x{expected_scale} checkpoint")
+    if file_scale is not None and net_scale is not None and file_scale != net_scale:
+        raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but the network is x{net_scale}; "
+                          f"use the x{net_scale} checkpoint or set scale: {file_scale}")
+    if fmt == "kulnet" and meta.get("kernel_size") not in (None, getattr(bare, "kernel_size", None)):
+        raise KULNetError(f"{path}: kernel_size {meta['kernel_size']} in the checkpoint, "
+                          f"{getattr(bare, 'kernel_size', None)} in the network; set kernel_size to match")
+
+    own = bare.state_dict()
+    missing = [k for k in own if k not in params]
+    unexpected = [k for k in params if k not in own]
+    common = [k for k in own if k in params]
+    if not common or (strict and (missing or unexpected)):
+        raise KULNetError(f"{path}: not a checkpoint of this {type(bare).__name__} ({len(missing)} missing keys "
+                          f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]}); "
+                          f"use a matching checkpoint or strict=False")
+    for key in common:
+        if params[key].shape != own[key].shape:
+            raise KULNetError(f"{path}: {key} has shape {tuple(params[key].shape)} in the checkpoint, "
+                              f"{tuple(own[key].shape)} in the network; check kernel_size and network_G widths")
+    bare.load_state_dict({k: params[k] for k in common}, strict=False)
+    if missing or unexpected:
+        logger.warning("%s: %d missing keys %s, %d unexpected keys %s", path, len(missing), missing[:5],
+                       len(unexpected), unexpected[:5])
+    meta.update(format=fmt, scale=file_scale, missing_keys=missing, unexpected_keys=unexpected)
+    return meta
