@@ -1,0 +1,166 @@
+"""save_network / load_network: our format, the authors' raw layout, and one-line errors."""
+import os
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from models.modules.kulnet import KULNet
+from models.networks import PACKAGE_VERSION, code_version, load_network, save_network
+from utils.errors import KULNetError
+
+
+def _tiny(scale=4, seed=0):
+    torch.manual_seed(seed)
+    return KULNet(scale=scale, est_nf=8, sr_nf=8).eval()
+
+
+def _lr():
+    return torch.rand(1, 3, 16, 17, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def full_net():
+    """(full-width x4 net, its eval output on a fixed LR), computed once."""
+    torch.manual_seed(0)
+    net = KULNet(scale=4).eval()
+    return net, _sr(net, _lr())
+
+
+def _sr(net, lr):
+    with torch.no_grad():
+        return net(lr).sr
+
+
+@pytest.mark.parametrize("layout", ["raw", "module", "params", "state_dict"])
+def test_authors_layout_loads_and_gives_identical_output(full_net, tmp_path, layout):
+    net, reference = full_net
+    sd = OrderedDict((k, v.clone()) for k, v in net.state_dict().items())
+    if layout == "module":
+        sd = OrderedDict(("module." + k, v) for k, v in sd.items())
+    obj = {layout: sd} if layout in ("params", "state_dict") else sd
+    path = str(tmp_path / "latest_G.pth")
+    torch.save(obj, path)
+    torch.manual_seed(5)
+    fresh = KULNet(scale=4).eval()
+    assert not torch.equal(fresh.SR_net.conv.weight, net.SR_net.conv.weight)
+    meta = load_network(fresh, path)
+    assert meta["format"] == "authors" and meta["scale"] is None
+    assert meta["missing_keys"] == [] and meta["unexpected_keys"] == []
+    assert torch.equal(_sr(fresh, _lr()), reference)
+
+
+def test_our_format_round_trip_keeps_metadata(tmp_path):
+    net = _tiny(scale=3)
+    path = str(tmp_path / "sub" / "10_G.pth")
+    save_network(torch.nn.DataParallel(net), path, {"iteration": 10, "note": "x"})
+    assert sorted(os.listdir(tmp_path / "sub")) == ["10_G.pth"]  # no temporary file left behind
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["format"] == "kulnet" and not any(k.startswith("module.") for k in raw["params"])
+    fresh = _tiny(scale=3, seed=1)
+    meta = load_network(fresh, path, expected_scale=3)
+    assert meta["scale"] == 3 and meta["kernel_size"] == 21 and meta["model"] == "KULNet"
+    assert meta["iteration"] == 10 and meta["note"] == "x" and meta["format"] == "kulnet"
+    assert meta["code_version"] == code_version() and isinstance(code_version(), str)
+    lr = _lr()
+    assert torch.equal(_sr(fresh, lr), _sr(net, lr))
+
+
+def test_code_version_is_commit_or_package_version():
+    version = code_version()
+    assert version == PACKAGE_VERSION or (4 <= len(version) <= 40 and all(c in "0123456789abcdef" for c in version))
+
+
+def _assert_one_line(err, *texts):
+    message = str(err.value)
+    assert "\n" not in message
+    for text in texts:
+        assert text in message, message
+
+
+def test_wrong_scale_our_format(tmp_path):
+    path = str(tmp_path / "net.pth")
+    save_network(_tiny(scale=2), path, {"iteration": 1})
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(scale=4), path)
+    _assert_one_line(err, path, "x2", "x4")
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(scale=2), path, expected_scale=3)
+    _assert_one_line(err, "x2", "x3 was expected")
+
+
+def test_wrong_scale_authors_layout_from_expected_scale_or_name(tmp_path):
+    sd = _tiny(scale=2).state_dict()
+    plain = str(tmp_path / "latest_G.pth")
+    named = str(tmp_path / "KULNet_x2.pth")
+    torch.save(sd, plain)
+    torch.save(sd, named)
+    assert load_network(_tiny(scale=4), plain)["scale"] is None  # unknowable from the tensors
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(scale=4), plain, expected_scale=2)
+    _assert_one_line(err, "x2", "the network is x4")
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(scale=4), named)
+    _assert_one_line(err, "file name", "x2")
+    assert load_network(_tiny(scale=2), named)["scale"] == 2
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "nope.pth")
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(), path)
+    _assert_one_line(err, path, "not found")
+
+
+def test_truncated_and_garbage_files(tmp_path):
+    path = str(tmp_path / "ok.pth")
+    save_network(_tiny(), path)
+    data = open(path, "rb").read()
+    truncated = str(tmp_path / "cut.pth")
+    with open(truncated, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+    garbage = str(tmp_path / "text.pth")
+    with open(garbage, "w") as handle:
+        handle.write("not a checkpoint\n")
+    for bad in (truncated, garbage):
+        with pytest.raises(KULNetError) as err:
+            load_network(_tiny(), bad)
+        _assert_one_line(err, bad, "cannot read the checkpoint", "truncated")
+
+
+def test_foreign_checkpoints(tmp_path):
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 3, 3))
+    path = str(tmp_path / "other.pth")
+    torch.save(other.state_dict(), path)
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(), path)
+    _assert_one_line(err, path, "not a checkpoint of this KULNet", "missing")
+    # same names, other widths
+    wide = str(tmp_path / "wide.pth")
+    torch.save(_tiny().state_dict(), wide)
+    torch.manual_seed(0)
+    with pytest.raises(KULNetError) as err:
+        load_network(KULNet(scale=4, est_nf=16, sr_nf=8), wide)
+    _assert_one_line(err, "has shape", "in the network")
+    # a training state instead of weights
+    state = str(tmp_path / "10.state")
+    torch.save({"iter": 10, "optimizers": [{"lr": 1e-4}]}, state)
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(), state)
+    _assert_one_line(err, "holds no network weights")
+
+
+def test_partial_checkpoint_strict_and_non_strict(tmp_path):
+    net = _tiny()
+    sd = net.state_dict()
+    del sd["SR_net.delta_3"]
+    sd["extra.weight"] = torch.zeros(1)
+    path = str(tmp_path / "partial.pth")
+    torch.save(sd, path)
+    with pytest.raises(KULNetError) as err:
+        load_network(_tiny(seed=2), path)
+    _assert_one_line(err, "1 missing keys", "1 unexpected")
+    fresh = _tiny(seed=2)
+    meta = load_network(fresh, path, strict=False)
+    assert meta["missing_keys"] == ["SR_net.delta_3"] and meta["unexpected_keys"] == ["extra.weight"]
+    assert torch.equal(fresh.SR_net.delta_0, net.SR_net.delta_0)
