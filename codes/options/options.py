@@ -1,0 +1,333 @@
+"""Read, check and complete a YAML option file (training).
+
+``parse(path, overrides)`` returns an :class:`OptionDict` (a dict whose missing keys raise a
+:class:`KULNetError` instead of returning None). Every problem (unknown or misspelt key, missing
+required key, wrong type, bad scale, GT size not divisible by the scale, missing dataset folder)
+is reported as one line before any work starts. Relative paths are resolved against the repository
+root (the folder that holds ``codes/``), so ``datasets/DF2K/HR`` means ``<repo>/datasets/DF2K/HR``.
+"""
+import copy
+import difflib
+import math
+import inspect
+import os
+
+import yaml
+
+from options.schema import OPTIONAL_SECTIONS, REQUIRED, TRAIN_SCHEMA, Key
+from utils.errors import KULNetError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Used only when models.networks cannot be imported (its constructor is the reference otherwise).
+_FALLBACK_NETWORK_KEYS = {"in_nc": 3, "est_nf": 64, "sr_nf": 32, "n_stages": 4,
+                          "sample_at_eval": False}
+_NETWORK_RESERVED = ("scale", "kernel_size")  # taken from the top level, not from network_G
+
+
+class OptionDict(dict):
+    """A dict of options; a missing key raises KULNetError naming its path (never returns None)."""
+
+    def __init__(self, *args, _path="", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._path = _path
+
+    def __missing__(self, key):
+        where = f"{self._path}.{key}" if self._path else str(key)
+        raise KULNetError(f"options: key '{where}' is not set; add it to the option file "
+                          f"or pass --set {where}=<value>")
+
+    def __deepcopy__(self, memo):
+        return OptionDict({k: copy.deepcopy(v, memo) for k, v in self.items()}, _path=self._path)
+
+    def __reduce__(self):  # picklable (spawned DDP workers receive options)
+        return (_rebuild, (dict(self), self._path))
+
+
+def _rebuild(items, path):
+    return OptionDict(items, _path=path)
+
+
+def resolve_path(path):
+    """Absolute path: ``~`` expanded, relative paths taken from the repository root."""
+    path = os.path.expanduser(str(path))
+    if not os.path.isabs(path):
+        path = os.path.join(REPO_ROOT, path)
+    return os.path.normpath(path)
+
+
+def _join(prefix, key):
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _nearest(key, valid, prefix):
+    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
+    if not match:  # case-insensitive second try (lr_g -> lr_G)
+        lower = {v.lower(): v for v in valid}
+        match = [lower[str(key).lower()]] if str(key).lower() in lower else []
+    if match:
+        return f"did you mean '{_join(prefix, match[0])}'?"
+    return "valid keys here: " + ", ".join(sorted(map(str, valid)))
+
+
+def _coerce(value, spec: Key, where, src):
+    """Check/convert one value; returns the converted value."""
+    if value is None:
+        if spec.nullable:
+            return None
+        raise KULNetError(f"{src}: {where} must not be empty (~); give a {spec.type} value")
+
+    def bad(expected):
+        return KULNetError(f"{src}: {where} = {value!r} ({type(value).__name__}) is not {expected}; "
+                           f"fix the value in the option file or --set")
+
+    def as_float(v):
+        if isinstance(v, bool):
+            raise bad("a number")
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str):  # YAML 1.1 reads '2e-4' (no dot) as a string
+            try:
+                return float(v)
+            except ValueError:
+                pass
+        raise bad("a number")
+
+    def as_int(v):
+        if isinstance(v, bool):
+            raise bad("an integer")
+        if isinstance(v, int):
+            return v
+        try:
+            f = as_float(v)  # accepts 5e3 / '5e3' when integral (authors write !!float 5e3)
+        except KULNetError:
+            raise bad("an integer") from None
+        if not math.isfinite(f) or f != int(f):
+            raise bad("an integer")
+        return int(f)
+
+    t = spec.type
+    if t == "int":
+        out = as_int(value)
+    elif t == "float":
+        out = as_float(value)
+    elif t == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        out = value
+    elif t in ("str", "path"):
+        if not isinstance(value, str):
+            raise bad("a string")
+        out = resolve_path(value) if t == "path" else value
+    elif t in ("int_list", "float_list"):
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list")
+        conv = as_int if t == "int_list" else as_float
+        out = [conv(v) for v in value]
+    else:  # pragma: no cover - schema error
+        raise AssertionError(t)
+    if spec.choices is not None and out not in spec.choices:
+        raise KULNetError(f"{src}: {where} = {value!r} is not one of {list(spec.choices)}")
+    if spec.minimum is not None and t in ("int", "float") and out < spec.minimum:
+        raise KULNetError(f"{src}: {where} = {value!r} must be >= {spec.minimum}")
+    return out
+
+
+def network_schema(which_model):
+    """Schema of ``network_G`` for a network: its constructor's keyword arguments."""
+    try:
+        from models.networks import NETWORKS
+    except ImportError:
+        NETWORKS = None
+    if NETWORKS is None:
+        params = dict(_FALLBACK_NETWORK_KEYS)
+        names = ("KULNet",)
+    else:
+        names = tuple(NETWORKS)
+        if which_model not in NETWORKS:
+            return names, None
+        sig = inspect.signature(NETWORKS[which_model].__init__)
+        params = {n: p.default for n, p in sig.parameters.items()
+                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    schema = {"which_model_G": _k_str(names)}
+    for name, default in params.items():
+        if name in _NETWORK_RESERVED:
+            continue
+        if isinstance(default, bool):
+            t = "bool"
+        elif isinstance(default, int):
+            t = "int"
+        elif isinstance(default, float):
+            t = "float"
+        else:
+            t = "str"
+        schema[name] = Key(t, default, default is None)
+    return names, schema
+
+
+def _k_str(choices):
+    return Key("str", "KULNet", False, tuple(choices), "network class (models.networks.NETWORKS)")
+
+
+def _validate(raw, schema, prefix, src):
+    """Recursively check ``raw`` against ``schema``; returns a completed OptionDict."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise KULNetError(f"{src}: '{prefix}' must be a section (key: value lines), got {raw!r}")
+    for key in raw:
+        if key not in schema:
+            raise KULNetError(f"{src}: unknown key '{_join(prefix, key)}'; "
+                              f"{_nearest(key, schema, prefix)}")
+    out = OptionDict(_path=prefix)
+    for key, spec in schema.items():
+        where = _join(prefix, key)
+        if key == "network_G" and spec is None:
+            out[key] = _validate_network(raw.get(key), where, src)
+        elif isinstance(spec, dict):
+            if key not in raw and where not in OPTIONAL_SECTIONS:
+                raise KULNetError(f"{src}: section '{where}' is missing; add it (see options/train/train.yml)")
+            if key not in raw and where == "datasets.val":
+                out[key] = None  # no validation
+                continue
+            out[key] = _validate(raw.get(key), spec, where, src)
+        elif key in raw:
+            out[key] = _coerce(raw[key], spec, where, src)
+        elif spec.default is REQUIRED:
+            raise KULNetError(f"{src}: required key '{where}' is missing; add it to the option file")
+        else:
+            out[key] = copy.deepcopy(spec.default)
+            if spec.type == "path" and out[key] is not None:
+                out[key] = resolve_path(out[key])
+    return out
+
+
+def _validate_network(raw, where, src):
+    raw = dict(raw or {})
+    which = raw.get("which_model_G", "KULNet")
+    names, schema = network_schema(which)
+    if schema is None:
+        raise KULNetError(f"{src}: {where}.which_model_G = {which!r} is unknown; "
+                          f"{_nearest(which, names, '')} (one of {list(names)})")
+    return _validate(raw, schema, where, src)
+
+
+def _apply_override(raw, item, src):
+    """Apply one ``a.b=value`` override (value parsed as YAML) to the raw option dict."""
+    if "=" not in item:
+        raise KULNetError(f"--set {item!r}: expected key.path=value, e.g. --set train.niter=1000")
+    path, value = item.split("=", 1)
+    keys = path.strip().split(".")
+    try:
+        value = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        pass  # keep the text as a string
+    schema, node = TRAIN_SCHEMA, raw
+    for i, key in enumerate(keys):
+        prefix = ".".join(keys[:i])
+        if schema is None and prefix == "network_G":
+            _, schema = network_schema(node.get("which_model_G", "KULNet"))
+        if not isinstance(schema, dict) or key not in schema:
+            valid = schema if isinstance(schema, dict) else {}
+            raise KULNetError(f"--set {path}: unknown key '{_join(prefix, key)}'; "
+                              f"{_nearest(key, valid, prefix)}")
+        if i == len(keys) - 1:
+            node[key] = value
+        else:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node, schema = node[key], schema[key]
+    return raw
+
+
+def _check_semantics(opt, src, check_paths=True):
+    scale = opt["scale"]
+    tr = opt["datasets"]["train"]
+    if tr["GT_size"] is None:
+        tr["GT_size"] = 48 * scale  # the authors' crop: 96 / 144 / 192
+    if tr["GT_size"] % scale:
+        raise KULNetError(f"{src}: datasets.train.GT_size = {tr['GT_size']} is not divisible by "
+                          f"scale {scale}; use a multiple of {scale} (authors: {48 * scale})")
+    if check_paths:
+        _check_paths(opt, src)
+    deg = opt["degradation"]
+    if deg["sig_min"] > deg["sig_max"]:
+        raise KULNetError(f"{src}: degradation.sig_min {deg['sig_min']} > sig_max {deg['sig_max']}")
+    if not deg["random_kernel"] and None in (deg["sig1"], deg["sig2"], deg["theta"]):
+        raise KULNetError(f"{src}: degradation.random_kernel is false: set degradation.sig1, sig2 "
+                          f"and theta")
+    if opt["kernel_size"] < scale or opt["kernel_size"] % 2 == 0:
+        raise KULNetError(f"{src}: kernel_size = {opt['kernel_size']} must be odd and >= scale")
+    t = opt["train"]
+    if t["lr_scheme"] == "CosineAnnealingRestartLR":
+        if not t["T_period"]:
+            raise KULNetError(f"{src}: train.T_period is needed for CosineAnnealingRestartLR, "
+                              f"e.g. [250000, 250000]")
+        if t["restart_weights"] and len(t["restart_weights"]) != len(t["T_period"]):
+            raise KULNetError(f"{src}: train.restart_weights must have one entry per T_period")
+    dev = opt["device"]
+    if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
+        raise KULNetError(f"{src}: device = {dev!r}; use auto, cpu, cuda or cuda:N")
+
+
+def _check_paths(opt, src):
+    for phase in ("train", "val"):
+        ds = opt["datasets"][phase]
+        if ds is not None and not os.path.isdir(ds["dataroot_GT"]):
+            raise KULNetError(f"{src}: datasets.{phase}.dataroot_GT: folder {ds['dataroot_GT']} "
+                              f"does not exist; put the images there or set the key to your folder")
+    for key in ("pretrain_model_G", "resume_state"):
+        p = opt["path"][key]
+        if p is not None and not os.path.isfile(p):
+            raise KULNetError(f"{src}: path.{key}: file {p} does not exist")
+
+
+def parse(opt_path, overrides=(), check_paths=True):
+    """Read a training option file, apply ``--set`` overrides, validate and complete it.
+
+    Args:
+        opt_path (str): YAML file.
+        overrides (Iterable[str]): ``key.path=value`` strings, values parsed as YAML.
+        check_paths (bool): check that dataset folders / files exist (False for unit tests).
+
+    Returns:
+        OptionDict: every schema key present (defaults filled in), paths absolute.
+
+    Raises:
+        KULNetError: one line naming the file, key and the fix.
+    """
+    src = os.path.relpath(opt_path) if os.path.exists(opt_path) else opt_path
+    if src.startswith(".."):
+        src = os.path.abspath(opt_path)
+    if not os.path.isfile(opt_path):
+        raise KULNetError(f"{opt_path}: option file not found")
+    try:
+        with open(opt_path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise KULNetError(f"{src}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise KULNetError(f"{src}: expected key: value lines at the top level")
+    for item in overrides or ():
+        raw = _apply_override(raw, item, src)
+    opt = _validate(raw, TRAIN_SCHEMA, "", src)
+    _check_semantics(opt, src, check_paths)
+    opt["opt_path"] = os.path.abspath(opt_path)
+    return opt
+
+
+def to_plain(opt):
+    """Nested plain dicts/lists (for YAML dumping and pickling)."""
+    if isinstance(opt, dict):
+        return {k: to_plain(v) for k, v in opt.items()}
+    if isinstance(opt, (list, tuple)):
+        return [to_plain(v) for v in opt]
+    return opt
+
+
+def dump(opt, path):
+    """Write the completed options as YAML (the copy kept in the experiment folder)."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_plain(opt), f, sort_keys=False)

@@ -1,0 +1,144 @@
+"""The schema of the training options: every known key with its type, default and constraints.
+
+A YAML option file is checked against :data:`TRAIN_SCHEMA` by :func:`options.options.parse`.
+Leaves are :class:`Key` objects; nested dicts are sections. Keys that are not in the schema are
+errors (with the nearest valid key suggested), so a misspelt key never silently becomes ``None``.
+
+The ``network_G`` section is checked against the constructor of the chosen network (its keyword
+arguments are the valid keys), so a network block maps straight onto its constructor.
+"""
+from dataclasses import dataclass, field
+
+REQUIRED = object()  # default marker: the key must be given
+
+
+@dataclass(frozen=True)
+class Key:
+    """One option.
+
+    Attributes:
+        type: one of 'int', 'float', 'bool', 'str', 'path', 'int_list', 'float_list'.
+        default: value used when the key is absent; ``REQUIRED`` makes it mandatory.
+        nullable: whether ``~`` (None) is accepted.
+        choices: allowed values, or None.
+        help: one line for the options reference.
+    """
+
+    type: str
+    default: object = None
+    nullable: bool = False
+    choices: tuple = None
+    help: str = ""
+    minimum: float = None
+
+
+def _k(type_, default=None, nullable=False, choices=None, help="", minimum=None):
+    return Key(type_, default, nullable or default is None, choices, help, minimum)
+
+
+def _dataset_common(phase):
+    return {
+        "name": _k("str", phase, help="a label for logs"),
+        "mode": _k("str", "HR", choices=("HR",),
+                   help="HR images only: the LR is synthesised on the device from each HR batch"),
+        "dataroot_GT": _k("path", REQUIRED, help="folder of HR images (relative to the repo root)"),
+    }
+
+
+TRAIN_DATASET = {
+    **_dataset_common("train"),
+    "GT_size": _k("int", None, minimum=8,
+                  help="HR crop size; default 48*scale (96/144/192), must be divisible by scale"),
+    "batch_size": _k("int", 16, minimum=1, help="global batch (split over DDP ranks)"),
+    "n_workers": _k("int", 8, minimum=0, help="data-loader workers (in total, split over ranks)"),
+    "use_shuffle": _k("bool", True, help="shuffle every epoch (seeded by manual_seed and epoch)"),
+    "use_flip": _k("bool", True, help="random horizontal/vertical flips"),
+    "use_rot": _k("bool", True, help="random 90-degree rotations"),
+}
+
+VAL_DATASET = {
+    **_dataset_common("val"),
+    "sig1": _k("float", 3.5, help="validation kernel first eigenvalue (a variance: authors' quirk)"),
+    "sig2": _k("float", 1.5, help="validation kernel second eigenvalue"),
+    "theta": _k("float", 0.5233, help="validation kernel angle, radians"),
+    "noise": _k("float", 10.0, minimum=0, help="validation noise level, 0..255 units"),
+    "max_images": _k("int", None, minimum=1, help="validate on the first N images only (None: all)"),
+}
+
+DEGRADATION = {
+    "random_kernel": _k("bool", True, help="draw a random anisotropic kernel per image (§5.1)"),
+    "sig_min": _k("float", 0.2, minimum=0, help="smallest kernel eigenvalue"),
+    "sig_max": _k("float", 4.0, minimum=0, help="largest kernel eigenvalue"),
+    "rate_iso": _k("float", 0.0, minimum=0, help="fraction of isotropic kernels"),
+    "random_noise": _k("bool", True, help="noise level ~ U(0, noise_high) per image"),
+    "noise_high": _k("float", 25.0, minimum=0, help="largest training noise level, 0..255 units"),
+    "noise": _k("float", 0.0, minimum=0, help="fixed noise level when random_noise is false"),
+    "sig1": _k("float", None, help="fixed kernel (random_kernel false): first eigenvalue"),
+    "sig2": _k("float", None, help="fixed kernel: second eigenvalue"),
+    "theta": _k("float", None, help="fixed kernel: angle in radians"),
+    "jpeg_low": _k("int", None, minimum=1, help="JPEG quality ~ U(jpeg_low, 100); None: no JPEG"),
+}
+
+TRAIN = {
+    "lr_G": _k("float", 2e-4, minimum=0, help="Adam learning rate"),
+    "beta1": _k("float", 0.9, help="Adam beta1"),
+    "beta2": _k("float", 0.999, help="Adam beta2"),
+    "weight_decay_G": _k("float", 0.0, minimum=0, help="Adam weight decay"),
+    "niter": _k("int", 480000, minimum=1, help="total iterations"),
+    "lr_scheme": _k("str", "MultiStepLR", choices=("MultiStepLR", "CosineAnnealingRestartLR"),
+                    help="learning-rate schedule"),
+    "lr_steps": _k("int_list", [120000, 240000, 360000, 480000],
+                   help="MultiStepLR milestones (iterations)"),
+    "lr_gamma": _k("float", 0.5, help="MultiStepLR decay factor"),
+    "T_period": _k("int_list", None, help="cosine: length of each cycle (iterations)"),
+    "restart_weights": _k("float_list", None, help="cosine: peak lr factor of each cycle"),
+    "eta_min": _k("float", 1e-7, minimum=0, help="cosine: lowest lr"),
+    "warmup_iter": _k("int", 0, minimum=0, help="linear warm-up iterations (0: none)"),
+    "pixel_criterion": _k("str", "l1", choices=("l1",), help="SR loss"),
+    "pixel_weight": _k("float", 1.0, minimum=0, help="weight of the SR L1 loss"),
+    "kernel_weight": _k("float", 1.0, minimum=0, help="weight of the kernel loss (§4 scaling)"),
+    "kl_weight": _k("float", 1e-3, minimum=0, help="weight of the KL term"),
+    "lr_consistency_weight": _k("float", 0.0, minimum=0,
+                                help="LR-consistency L1 weight (0: off, the released setting)"),
+    "kl_weight_lr_consistency": _k("float", 1e-4, minimum=0,
+                                   help="KL weight used instead of kl_weight when LR consistency is on"),
+    "precision": _k("str", "auto", choices=("auto", "fp16", "bf16", "fp32"),
+                    help="auto: fp16 + GradScaler on CUDA (authors), fp32 on CPU"),
+    "grad_clip": _k("float", None, minimum=0, help="clip the gradient norm to this (None: off)"),
+    "max_nonfinite": _k("int", 100, minimum=1,
+                        help="stop after this many non-finite losses in a row"),
+    "deterministic": _k("bool", False, help="deterministic CUDA kernels (bit-exact GPU resume, slower)"),
+    "manual_seed": _k("int", 0, help="seed of every random generator (per rank: seed+rank)"),
+    "val_freq": _k("int", 1000, minimum=1, help="validate every N iterations"),
+}
+
+LOGGER = {
+    "print_freq": _k("int", 100, minimum=1, help="log losses every N iterations"),
+    "save_checkpoint_freq": _k("int", 5000, minimum=1, help="save weights + state every N iterations"),
+    "use_tb_logger": _k("bool", True, help="write TensorBoard events (experiment/tb_logger)"),
+    "n_val_images": _k("int", 3, minimum=0, help="SR/kernel images saved at each validation"),
+    "progress_bar": _k("bool", True, help="tqdm progress bar on the console"),
+}
+
+PATH = {
+    "experiments_root": _k("path", "experiments", help="parent of the experiment folders"),
+    "pretrain_model_G": _k("path", None, help="initial weights (ours or the authors' .pth)"),
+    "strict_load": _k("bool", True, help="require every key when loading pretrain_model_G"),
+    "resume_state": _k("path", None, help="training state to resume from (.state file)"),
+}
+
+TRAIN_SCHEMA = {
+    "name": _k("str", REQUIRED, help="experiment name: experiments/<name>/"),
+    "model": _k("str", "kulnet", choices=("kulnet",), help="training wrapper (models.MODELS)"),
+    "scale": _k("int", REQUIRED, choices=(2, 3, 4), help="SR scale"),
+    "kernel_size": _k("int", 21, minimum=3, help="blur kernel size l"),
+    "device": _k("str", "auto", help="auto (CUDA if present), cpu, cuda or cuda:N"),
+    "datasets": {"train": TRAIN_DATASET, "val": VAL_DATASET},
+    "degradation": DEGRADATION,
+    "network_G": None,  # checked against the network constructor (options.options)
+    "train": TRAIN,
+    "logger": LOGGER,
+    "path": PATH,
+}
+# Sections that may be omitted entirely (then all their defaults apply).
+OPTIONAL_SECTIONS = ("datasets.val", "degradation", "network_G", "logger", "path", "train")
