@@ -1,0 +1,93 @@
+"""A resumable, distributed training sampler whose every draw is a function of (seed, epoch, position).
+
+Why: a run resumed in the middle of an epoch must see the same batches, crops and flips as an
+uninterrupted one, whatever the number of data-loader workers. The epoch's order is a permutation
+seeded by ``(seed, epoch)``; consumed batches are skipped with ``start_batch``; and every item carries
+its own seed, from which :class:`SeededDataset` seeds the random crop and augmentation.
+
+With ``world_size`` ranks (DDP) the permutation is shared and rank ``r`` takes positions
+``r, r + world_size, ...`` (as ``DistributedSampler``), so global batch ``i`` of a run on N ranks
+holds the same images, cropped the same way, as batch ``i`` of a single-process run with the same
+global batch size.
+"""
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def _seed(*parts):
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint32)[0])
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, item_seed)`` pairs for one epoch of one rank.
+
+    Args:
+        n (int): dataset length.
+        batch_size (int): per-rank batch size (only used to skip whole batches).
+        seed (int): base seed (``train.manual_seed``).
+        shuffle (bool): permute every epoch; False keeps 0..n-1.
+        rank (int), world_size (int): DDP placement.
+    """
+
+    def __init__(self, n, batch_size, seed=0, shuffle=True, rank=0, world_size=1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.shuffle, self.rank, self.world_size = shuffle, rank, world_size
+        self.per_rank = -(-n // world_size)  # padded by repeating the start, as DistributedSampler
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch, start_batch=0):
+        """Select the epoch and skip its first ``start_batch`` batches (resume)."""
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    def batches_per_epoch(self):
+        """Full per-rank batches in an epoch (the last incomplete batch is dropped)."""
+        return self.per_rank // self.batch_size
+
+    def _order(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_seed(self.seed, self.epoch, 7))
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        total = self.per_rank * self.world_size
+        if total > self.n:
+            order = torch.cat([order, order[: total - self.n]])
+        return order
+
+    def __iter__(self):
+        order = self._order()
+        positions = torch.arange(self.rank, order.numel(), self.world_size)
+        positions = positions[self.start_batch * self.batch_size:]
+        base = _seed(self.seed, self.epoch, 11)
+        for pos in positions.tolist():
+            yield int(order[pos]), _seed(base, pos)
+
+    def __len__(self):
+        return max(0, self.per_rank - self.start_batch * self.batch_size)
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset so that item ``(index, seed)`` is drawn with python/numpy/torch seeded by
+    ``seed``; the caller's random states are restored afterwards (no effect on the training RNG)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, seed = key
+        import random
+
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                random.seed(seed)
+                np.random.seed(seed)
+                torch.manual_seed(seed)
+                return self.dataset[index]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)

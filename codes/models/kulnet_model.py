@@ -1,0 +1,337 @@
+"""Training wrapper of KULNet: network, optimiser, schedule, precision, losses, checkpoints.
+
+Paper / reference: Fang et al., ECCV 2022 (KULNET.md §4, §9). The LR of every batch is synthesised
+on the training device from the HR crops (``data.degradation.Degradation``, KULNET.md §5), so the
+data loader only reads and crops.
+
+Exactness on resume: the learning rate is a function of the iteration, and the training state holds
+the optimiser, the grad scaler and every random generator (python, numpy, torch, CUDA and the
+degradation generator, one set per DDP rank), written atomically.
+"""
+import io
+import os
+import random
+import tempfile
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from data.degradation import Degradation
+from models.losses import KULNetLoss
+from models.lr_scheduler import IterationLR
+from models.networks import define_G, load_network, save_network
+from utils.errors import KULNetError
+
+STATE_FORMAT = "kulnet_training_state"
+
+
+def resolve_device(name="auto", local_rank=0):
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KULNetError(f"device = {name!r}: CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_precision(name, device):
+    """``auto`` -> fp16 (+ GradScaler, the authors' choice) on CUDA, fp32 elsewhere."""
+    if name == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return name
+
+
+def derived_seed(*parts):
+    """A 63-bit seed derived from integers (independent streams for rank/purpose/epoch)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".state", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class KULNetModel:
+    """Holds the network and everything needed to train it.
+
+    Args:
+        opt (dict): parsed training options (``options.options.parse``).
+        device (torch.device | str | None): None: from ``opt['device']`` (auto: CUDA if present).
+        rank (int), world_size (int): DDP rank and number of processes (1: no DDP).
+    """
+
+    def __init__(self, opt, device=None, rank=0, world_size=1):
+        self.opt = opt
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device) if device is not None else resolve_device(opt["device"])
+        self.scale = opt["scale"]
+        train_opt = opt["train"]
+        self.precision = resolve_precision(train_opt["precision"], self.device)
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+
+        self.net = define_G(opt).to(self.device)
+        if opt["path"]["pretrain_model_G"]:
+            load_network(self.net, opt["path"]["pretrain_model_G"], strict=opt["path"]["strict_load"],
+                         expected_scale=self.scale)
+        self.net.train()
+        self.net_train = self.net
+        if world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net_train = DistributedDataParallel(self.net, device_ids=ids)
+
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        adam_kw = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        self.optimizer = torch.optim.Adam(params, lr=train_opt["lr_G"],
+                                          betas=(train_opt["beta1"], train_opt["beta2"]),
+                                          weight_decay=train_opt["weight_decay_G"], **adam_kw)
+        self.scheduler = IterationLR(
+            self.optimizer, train_opt["lr_scheme"], milestones=train_opt["lr_steps"],
+            gamma=train_opt["lr_gamma"], periods=train_opt["T_period"],
+            weights=train_opt["restart_weights"], eta_min=train_opt["eta_min"],
+            warmup_iter=train_opt["warmup_iter"])
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.criterion = KULNetLoss(
+            self.scale, train_opt["pixel_weight"], train_opt["kernel_weight"], train_opt["kl_weight"],
+            train_opt["lr_consistency_weight"], train_opt["kl_weight_lr_consistency"])
+        deg = opt["degradation"]
+        self.degradation = Degradation(
+            self.scale, opt["kernel_size"], random_kernel=deg["random_kernel"],
+            sig_min=deg["sig_min"], sig_max=deg["sig_max"], rate_iso=deg["rate_iso"],
+            sig1=deg["sig1"], sig2=deg["sig2"], theta=deg["theta"],
+            random_noise=deg["random_noise"], noise_high=deg["noise_high"], noise=deg["noise"],
+            jpeg_low=deg["jpeg_low"])
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(derived_seed(train_opt["manual_seed"], rank, 1))
+        self.grad_clip = train_opt["grad_clip"]
+        self.max_nonfinite = train_opt["max_nonfinite"]
+        self.nonfinite_in_row = 0
+        self.nonfinite_total = 0
+        self.last_checkpoint = None
+        self.log_dict = {}
+
+    # ------------------------------------------------------------------ data
+    def feed_data(self, data, degraded=None):
+        """Move the HR batch to the device and synthesise its LR there.
+
+        Args:
+            data (dict | Tensor): ``{'hr': (B, 3, H, W) in [0, 1]}`` or the HR tensor itself.
+            degraded (DegradedBatch | None): a ready degradation of this batch (tests); None draws
+                one with the model's degradation generator.
+        """
+        hr = data["hr"] if isinstance(data, dict) else data
+        self.hr = hr.to(self.device, non_blocking=True)
+        if degraded is None:
+            degraded = self.degradation(self.hr, generator=self.generator)
+        self.lr = degraded.lr.to(self.device)
+        self.lr_clean = degraded.lr_clean.to(self.device)
+        self.kernel = degraded.kernel.to(self.device)
+
+    # ------------------------------------------------------------------ step
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def optimize_parameters(self, step):
+        """One training iteration (``step`` is 1-based; it sets the learning rate).
+
+        A non-finite loss (on any rank) skips the update; ``max_nonfinite`` of them in a row raise.
+        """
+        self.scheduler.step(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self.net_train(self.lr)
+        loss, parts = self.criterion(out, self.hr, self.kernel, self.lr_clean)
+        finite = torch.isfinite(loss).float()
+        if self.world_size > 1:  # all ranks must agree, or the gradient all-reduce would hang
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        self.log_dict = {k: v.item() for k, v in parts.items()}
+        self.log_dict["l_total"] = loss.item()
+        if finite.item() < 1:
+            self.nonfinite_in_row += 1
+            self.nonfinite_total += 1
+            self.log_dict["nonfinite_total"] = self.nonfinite_total
+            if self.nonfinite_in_row >= self.max_nonfinite:
+                raise KULNetError(self._nonfinite_message(step))
+            return False
+        self.nonfinite_in_row = 0
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.log_dict["nonfinite_total"] = self.nonfinite_total
+        return True
+
+    def _nonfinite_message(self, step):
+        lr = self.opt["train"]["lr_G"]
+        if self.precision == "fp16":
+            cause = (f"fp16 overflow (try --set train.precision=bf16 or fp32) or a learning rate "
+                     f"too high (train.lr_G={lr:g}; try a lower one or train.grad_clip)")
+        else:
+            cause = (f"a learning rate too high (train.lr_G={lr:g}; try a lower one or "
+                     f"train.grad_clip) or broken input images")
+        ckpt = self.last_checkpoint or "none saved yet"
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in self.log_dict.items() if k != "nonfinite_total")
+        return (f"train: {self.nonfinite_in_row} non-finite losses in a row (iteration {step}: "
+                f"{parts}); likely cause: {cause}; last good checkpoint: {ckpt} "
+                f"(resume with --auto_resume)")
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def test(self, lr):
+        """Eval-mode forward (``z = mean`` unless the network samples at eval).
+
+        Args:
+            lr (Tensor): (B, 3, h, w) in [0, 1].
+
+        Returns:
+            KULNetOutput with float32 tensors.
+        """
+        self.net.eval()
+        try:
+            with self._autocast():
+                out = self.net(lr.to(self.device))
+        finally:
+            self.net.train()
+        return type(out)(*[None if t is None else t.float() for t in out])
+
+    def get_current_log(self, reduce=False):
+        """dict: the last iteration's losses (floats) and the count of skipped steps.
+
+        Args:
+            reduce (bool): average the values over the DDP ranks (a collective: call it on every
+                rank); otherwise this rank's values.
+        """
+        if not reduce or self.world_size == 1 or not self.log_dict:
+            return dict(self.log_dict)
+        keys = list(self.log_dict)  # same order on every rank
+        values = torch.tensor([float(self.log_dict[k]) for k in keys], dtype=torch.float64,
+                              device=self.device)
+        dist.all_reduce(values)
+        values /= self.world_size
+        out = dict(zip(keys, values.tolist()))
+        out["nonfinite_total"] = self.nonfinite_total
+        return out
+
+    def get_current_learning_rate(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _rng_state(self):
+        np_state = np.random.get_state()
+        state = {
+            "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "degradation": self.generator.get_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state):
+        random.setstate(_tuplify(state["python"]))
+        np_state = state["numpy"]
+        np.random.set_state((np_state[0], np_state[1].numpy(), *np_state[2:]))
+        torch.set_rng_state(state["torch"])
+        self.generator.set_state(state["degradation"])
+        if self.device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def training_state(self, iteration, epoch):
+        """The training state (call on every rank: RNG states are gathered to all ranks)."""
+        rng = self._rng_state()
+        if self.world_size > 1:  # gathered as bytes: pickled tensors do not travel reliably
+            buf = io.BytesIO()
+            torch.save(rng, buf)
+            blobs = [None] * self.world_size
+            dist.all_gather_object(blobs, buf.getvalue())
+            rngs = [torch.load(io.BytesIO(b), weights_only=True) for b in blobs]
+        else:
+            rngs = [rng]
+        return {
+            "format": STATE_FORMAT,
+            "iter": iteration,
+            "epoch": epoch,
+            "world_size": self.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rngs,
+            "nonfinite_total": self.nonfinite_total,
+            "weights": f"{iteration}_G.pth",
+        }
+
+    def save(self, iteration, epoch, models_dir, state_dir, latest=False):
+        """Save ``<iteration>_G.pth`` then ``<iteration>.state`` (both atomic). Call on every rank;
+        only rank 0 writes.
+
+        Returns:
+            str | None: the state path (rank 0).
+        """
+        state = self.training_state(iteration, epoch)
+        path = None
+        if self.rank == 0:
+            meta = {"iteration": iteration, "epoch": epoch, "options": self.opt.get("name")}
+            weights = os.path.join(models_dir, f"{iteration}_G.pth")
+            save_network(self.net, weights, meta)
+            if latest:
+                save_network(self.net, os.path.join(models_dir, "latest_G.pth"), meta)
+            path = os.path.join(state_dir, f"{iteration}.state")
+            atomic_torch_save(state, path)
+            self.last_checkpoint = path
+        if self.world_size > 1:
+            dist.barrier()
+        return path
+
+    def resume_training(self, state, weights_path):
+        """Restore weights, optimiser, scheduler, scaler and this rank's RNG states."""
+        load_network(self.net, weights_path, strict=True, expected_scale=self.scale)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:  # empty when saved without fp16
+            self.scaler.load_state_dict(state["scaler"])
+        self.nonfinite_total = state.get("nonfinite_total", 0)
+        rngs = state["rng"]
+        if len(rngs) == self.world_size:
+            self._set_rng_state(rngs[self.rank])
+            return True
+        return False  # different number of ranks: fresh per-rank seeds (not bit-exact)
+
+
+def _tuplify(x):
+    if isinstance(x, list):
+        return tuple(_tuplify(v) for v in x)
+    return x
+
+
+def load_training_state(path):
+    """Read a ``.state`` file (CPU tensors); a foreign or broken file is a one-line error."""
+    if not os.path.isfile(path):
+        raise KULNetError(f"{path}: training state not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise KULNetError(f"{path}: cannot read the training state ({type(err).__name__}); "
+                          f"the file is broken, resume from an earlier one") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise KULNetError(f"{path}: not a KULNet training state (a weights file?); pass a .state file "
+                          f"from experiments/<name>/training_state/")
+    return state

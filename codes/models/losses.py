@@ -1,0 +1,115 @@
+"""KULNet training losses (KULNET.md §4).
+
+Paper / reference: Fang et al., "Uncertainty Learning in Kernel Estimation for Multi-Stage Blind
+Image Super-Resolution", ECCV 2022.
+
+All losses are computed in float32 (inputs are cast), so they are safe under fp16/bf16 autocast.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def pixel_loss(sr, hr):
+    """L1 between the SR result and the HR image (mean over all elements).
+
+    Args:
+        sr (Tensor): (B, 3, sH, sW), in [0, 1] (approximately).
+        hr (Tensor): (B, 3, sH, sW), in [0, 1].
+    """
+    return F.l1_loss(sr.float(), hr.float())
+
+
+def kernel_loss(k_est, k_true, lr_hw, scale):
+    """The authors' kernel loss value, computed without building the repeated tensors.
+
+    The authors repeat both kernels h*w*s^2 times, multiply by 1e4, take the mean L1 and divide by
+    h*w*s^2. Repeating does not change a mean, so the value is ``1e4*mean|k_est-k_true|/(h*w*s^2)``
+    (quirk kept: the effective weight depends on the patch size and the scale).
+
+    Args:
+        k_est (Tensor): (B, l, l) estimated kernels.
+        k_true (Tensor): (B, l, l) true kernels.
+        lr_hw (tuple[int, int]): LR patch size (h, w).
+        scale (int): SR scale s.
+    """
+    h, w = lr_hw
+    return 1e4 * F.l1_loss(k_est.float(), k_true.float()) / (h * w * scale * scale)
+
+
+def kl_loss(mean, log_var):
+    """KL term of the latent, mean over all elements (no weight applied).
+
+    ``exp(log_var)`` is the standard deviation (authors' quirk), hence ``2*log_var`` below.
+
+    Args:
+        mean (Tensor): (B, C, h, w).
+        log_var (Tensor): (B, C, h, w).
+    """
+    mean, log_var = mean.float(), log_var.float()
+    return torch.mean(-0.5 * (1 + 2 * log_var - mean.pow(2) - torch.exp(2 * log_var)))
+
+
+def lr_consistency_loss(hr, k_est, lr_clean, scale):
+    """L1 between the clean LR and the HR degraded with the estimated kernel (§4, optional).
+
+    Uses the data pipeline's blur (replicate padding, correlation) and subsampling.
+
+    Args:
+        hr (Tensor): (B, 3, H, W) in [0, 1].
+        k_est (Tensor): (B, l, l) estimated kernels.
+        lr_clean (Tensor): (B, 3, H/s, W/s) noise-free LR in [0, 1].
+        scale (int): s.
+    """
+    from data.degradation import blur, subsample
+
+    redegraded = subsample(blur(hr.float(), k_est.float()), scale)
+    return F.l1_loss(redegraded, lr_clean.float())
+
+
+class KULNetLoss:
+    """The weighted sum of §4 with the authors' default weights.
+
+    Args:
+        scale (int): s.
+        pixel_weight, kernel_weight, kl_weight (float): weights (1, 1, 1e-3 by default).
+        lr_consistency_weight (float): weight of the LR-consistency L1 (0: off, the default).
+        kl_weight_lr_consistency (float): KL weight used instead of ``kl_weight`` when the
+            LR-consistency branch is on (the authors use 1e-4 there).
+    """
+
+    def __init__(self, scale, pixel_weight=1.0, kernel_weight=1.0, kl_weight=1e-3,
+                 lr_consistency_weight=0.0, kl_weight_lr_consistency=1e-4):
+        self.scale = scale
+        self.pixel_weight = pixel_weight
+        self.kernel_weight = kernel_weight
+        self.lr_consistency_weight = lr_consistency_weight
+        self.kl_weight = kl_weight_lr_consistency if lr_consistency_weight > 0 else kl_weight
+
+    def __call__(self, out, hr, k_true, lr_clean=None):
+        """Args:
+            out (KULNetOutput): network output (sr, kernel, mean, log_var).
+            hr (Tensor): (B, 3, H, W); k_true (Tensor): (B, l, l);
+            lr_clean (Tensor): (B, 3, h, w), needed only for the LR-consistency branch.
+
+        Returns:
+            (Tensor, dict[str, Tensor]): total loss (scalar, float32) and its detached parts.
+        """
+        parts = {}
+        total = 0.0
+        if self.pixel_weight > 0:
+            parts["l_pix"] = self.pixel_weight * pixel_loss(out.sr, hr)
+            total = total + parts["l_pix"]
+        lr_hw = (hr.shape[-2] // self.scale, hr.shape[-1] // self.scale)
+        if self.kernel_weight > 0:
+            parts["l_ker"] = self.kernel_weight * kernel_loss(out.kernel, k_true, lr_hw, self.scale)
+            total = total + parts["l_ker"]
+        if self.kl_weight > 0 and out.mean is not None:
+            parts["l_kl"] = self.kl_weight * kl_loss(out.mean, out.log_var)
+            total = total + parts["l_kl"]
+        if self.lr_consistency_weight > 0:
+            if lr_clean is None:
+                raise ValueError("lr_consistency needs the clean LR")
+            parts["l_lr"] = self.lr_consistency_weight * lr_consistency_loss(
+                hr, out.kernel, lr_clean, self.scale)
+            total = total + parts["l_lr"]
+        return total, {k: v.detach() for k, v in parts.items()}

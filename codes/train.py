@@ -1,0 +1,239 @@
+"""Train KULNet (blind SR with uncertainty-learning kernel estimation).
+
+Usage (from the repository root):
+    python codes/train.py -opt options/train/train.yml [--set train.niter=1000] [--auto_resume]
+    torchrun --nproc_per_node 4 codes/train.py -opt options/train/train.yml   # DDP
+
+Writes experiments/<name>/: a copy of the options, train_<time>.log, tb_logger/ (TensorBoard),
+models/<iter>_G.pth (+ latest_G.pth at the end), training_state/<iter>.state, val_images/<iter>/.
+An existing folder of the same name is renamed with a timestamp unless the run resumes.
+"""
+import argparse
+import glob
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from data import create_dataset
+from data.epoch_sampler import EpochSampler, SeededDataset
+from models import create_model
+from models.kulnet_model import derived_seed, load_training_state, resolve_device
+from models.validation import validate
+from options.options import dump, parse
+from utils.errors import KULNetError, run_cli
+from utils.logger import MessageLogger, get_root_logger, init_tb_logger
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train KULNet.")
+    parser.add_argument("-opt", required=True, help="training option file (YAML)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one option, e.g. --set train.niter=1000 (repeatable)")
+    parser.add_argument("--auto_resume", action="store_true",
+                        help="continue from the latest training state of experiments/<name>/")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help=argparse.SUPPRESS)  # torch.distributed.launch compatibility
+    return parser.parse_args(argv)
+
+
+def init_distributed(device_name):
+    """(rank, world_size, local_rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world <= 1:
+        return 0, 1, local_rank
+    device = resolve_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def find_latest_state(exp_dir):
+    """Path of the newest ``training_state/<iter>.state`` whose weights exist, or None."""
+    best, best_iter = None, -1
+    for path in glob.glob(os.path.join(exp_dir, "training_state", "*.state")):
+        match = re.fullmatch(r"(\d+)\.state", os.path.basename(path))
+        if match and int(match.group(1)) > best_iter and os.path.isfile(
+                os.path.join(exp_dir, "models", f"{match.group(1)}_G.pth")):
+            best, best_iter = path, int(match.group(1))
+    return best
+
+
+def prepare_experiment(exp_dir, resuming, opt, timestamp):
+    """Create (or reuse when resuming) the experiment folder; archive a previous one."""
+    if os.path.exists(exp_dir) and not resuming:
+        archived = f"{exp_dir}_archived_{timestamp}"
+        os.replace(exp_dir, archived)
+        print(f"{exp_dir} existed: renamed to {archived}", file=sys.stderr)
+    for sub in ("models", "training_state", "val_images"):
+        os.makedirs(os.path.join(exp_dir, sub), exist_ok=True)
+    shutil.copy(opt["opt_path"], os.path.join(exp_dir, f"{timestamp}_{os.path.basename(opt['opt_path'])}"))
+    dump(opt, os.path.join(exp_dir, f"{timestamp}_resolved_options.yml"))
+
+
+def seed_everything(seed, rank):
+    s = derived_seed(seed, rank, 0)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def build_train_loader(opt, rank, world, device):
+    train_opt = opt["datasets"]["train"]
+    batch = train_opt["batch_size"]
+    if batch % world:
+        raise KULNetError(f"datasets.train.batch_size = {batch} is not divisible by the {world} "
+                          f"processes; use a multiple of {world}")
+    dataset = create_dataset({**train_opt, "phase": "train", "scale": opt["scale"]})
+    per_rank = batch // world
+    sampler = EpochSampler(len(dataset), per_rank, opt["train"]["manual_seed"],
+                           train_opt["use_shuffle"], rank, world)
+    if sampler.batches_per_epoch() == 0:
+        raise KULNetError(f"datasets.train.dataroot_GT: {len(dataset)} images are fewer than one "
+                          f"batch of {batch}; add images or lower datasets.train.batch_size")
+    workers = train_opt["n_workers"] // world if world > 1 else train_opt["n_workers"]
+    loader = DataLoader(
+        SeededDataset(dataset), batch_size=per_rank, sampler=sampler, drop_last=True,
+        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        # its own generator: creating an iterator must not consume the training RNG (exact resume)
+        generator=torch.Generator())
+    return loader, sampler
+
+
+def train(args):
+    overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
+    opt = parse(args.opt, overrides)  # every option error is reported here, before any work
+    rank, world, local_rank = init_distributed(opt["device"])
+    device = resolve_device(opt["device"], local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        deterministic = opt["train"]["deterministic"]
+        torch.backends.cudnn.benchmark = not deterministic
+        if deterministic:
+            torch.backends.cudnn.deterministic = True
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    exp_dir = os.path.join(opt["path"]["experiments_root"], opt["name"])
+    state_path = opt["path"]["resume_state"]
+    if state_path is None and args.auto_resume:
+        state_path = find_latest_state(exp_dir)
+    state = load_training_state(state_path) if state_path else None
+    timestamp = time.strftime("%y%m%d-%H%M%S")
+    if rank == 0:
+        prepare_experiment(exp_dir, state is not None, opt, timestamp)
+    if world > 1:
+        dist.barrier()
+    logger = get_root_logger(log_file=os.path.join(exp_dir, f"train_{timestamp}.log"), rank=rank)
+    logger.info("options: %s, device: %s, processes: %d", opt["opt_path"], device, world)
+
+    seed_everything(opt["train"]["manual_seed"], rank)
+    loader, sampler = build_train_loader(opt, rank, world, device)
+    val_set = None
+    if opt["datasets"]["val"] is not None and rank == 0:
+        val_set = create_dataset({**opt["datasets"]["val"], "phase": "val", "scale": opt["scale"]})
+
+    model = create_model(opt, device=device, rank=rank, world_size=world)
+    logger.info("precision %s, %d parameters, %d images, %d iterations per epoch", model.precision,
+                sum(p.numel() for p in model.net.parameters()), len(loader.dataset),
+                sampler.batches_per_epoch())
+    start_iter = 0
+    if state is not None:
+        weights = os.path.join(os.path.dirname(os.path.dirname(state_path)), "models", state["weights"])
+        exact = model.resume_training(state, weights)
+        start_iter = state["iter"]
+        model.last_checkpoint = state_path
+        logger.info("resumed from %s (iteration %d)%s", state_path, start_iter,
+                    "" if exact else "; different number of processes: random streams re-seeded")
+
+    total = opt["train"]["niter"]
+    per_epoch = sampler.batches_per_epoch()
+    epoch, start_batch = divmod(start_iter, per_epoch)
+    tb_logger = None
+    if rank == 0 and opt["logger"]["use_tb_logger"]:
+        tb_logger = init_tb_logger(os.path.join(exp_dir, "tb_logger"))
+    msg_logger = MessageLogger(total, start_iter, logger, tb_logger)
+    log_opt = opt["logger"]
+    val_freq = opt["train"]["val_freq"]
+
+    from tqdm import tqdm
+
+    pbar = tqdm(total=total, initial=start_iter, dynamic_ncols=True, unit="it",
+                disable=rank != 0 or not log_opt["progress_bar"])
+    current = start_iter
+    if current >= total:
+        logger.info("nothing to do: the state is at iteration %d >= train.niter %d", current, total)
+    try:
+        while current < total:
+            sampler.set_epoch(epoch, start_batch)
+            start_batch = 0
+            t_data = time.time()
+            for data in loader:
+                current += 1
+                t_start = time.time()
+                model.feed_data(data)
+                model.optimize_parameters(current)
+                log = model.get_current_log()
+                pbar.update(1)
+                pbar.set_postfix({k: f"{v:.3g}" for k, v in log.items() if k.startswith("l_")},
+                                 refresh=False)
+                if current % log_opt["print_freq"] == 0:
+                    log = model.get_current_log(reduce=True)  # mean over the ranks
+                    if rank == 0:
+                        msg_logger({"epoch": epoch, "iter": current,
+                                    "lr": model.get_current_learning_rate(),
+                                    "time": time.time() - t_start, "data_time": t_start - t_data, **log})
+                if val_set is not None and current % val_freq == 0:
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        metrics = validate(model, val_set, opt["datasets"]["val"], current,
+                                           os.path.join(exp_dir, "val_images"),
+                                           log_opt["n_val_images"], tb_logger)
+                    logger.info("validation at iteration %d: %s", current,
+                                ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                if current % log_opt["save_checkpoint_freq"] == 0 or current == total:
+                    path = model.save(current, epoch, os.path.join(exp_dir, "models"),
+                                      os.path.join(exp_dir, "training_state"), latest=current == total)
+                    if path:
+                        logger.info("saved %s", path)
+                if current >= total:
+                    break
+                t_data = time.time()
+            else:
+                epoch += 1
+    except KeyboardInterrupt:
+        pbar.close()
+        logger.warning("interrupted at iteration %d; continue with --auto_resume (from %s)", current,
+                       model.last_checkpoint or "the start: no checkpoint yet")
+        raise SystemExit(130)
+    pbar.close()
+    if tb_logger is not None:
+        tb_logger.close()
+    logger.info("done: %d iterations; weights in %s", current, os.path.join(exp_dir, "models"))
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        train(args)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    run_cli(main)
