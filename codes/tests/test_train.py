@@ -1,0 +1,265 @@
+"""Training end to end on tiny images and a tiny network (CPU): outputs, exact resume, DDP, NaN guard."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from options.options import REPO_ROOT, parse
+from utils.errors import KULNetError
+
+TINY_NET = "network_G: {est_nf: 8, sr_nf: 8, n_stages: 2}\n"
+
+
+def _make_images(folder, n, size, seed):
+    import cv2
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        base = rng.random((size // 8, size // 8, 3))
+        img = cv2.resize(base, (size, size), interpolation=cv2.INTER_CUBIC)
+        img = np.clip(img + 0.05 * rng.standard_normal(img.shape), 0, 1)
+        cv2.imwrite(os.path.join(folder, f"{i:02d}.png"), (img * 255).round().astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    _make_images(str(root / "train"), 8, 64, 0)
+    _make_images(str(root / "val"), 2, 32, 1)
+    return root
+
+
+def _options(path, data_dir, exp_root, niter=6, extra=""):
+    text = (
+        "name: tiny\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
+        "datasets:\n"
+        f"  train: {{dataroot_GT: {data_dir / 'train'}, GT_size: 32, batch_size: 2, n_workers: 0}}\n"
+        f"  val: {{dataroot_GT: {data_dir / 'val'}}}\n"
+        + TINY_NET
+        + f"train: {{niter: {niter}, lr_steps: [4], val_freq: 3}}\n"
+        "logger: {print_freq: 1, save_checkpoint_freq: 3, progress_bar: false}\n"
+        f"path: {{experiments_root: {exp_root}}}\n" + extra
+    )
+    path.write_text(text)
+    return str(path)
+
+
+def _run(args, timeout=240, env=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _loss_lines(exp_dir):
+    lines = {}
+    for log in sorted(glob.glob(os.path.join(exp_dir, "train_*.log"))):
+        for line in open(log):
+            m = re.search(r"iter:\s*(\d+), lr:(\S+)\] \[.*?\] (l_pix.*)$", line)
+            if m:
+                lines[int(m.group(1))] = (m.group(2), m.group(3))
+    return lines
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["params"]
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory):
+    """6 iterations straight: 8 images, batch 2 -> 4 iterations per epoch; checkpoints at 3 and 6."""
+    root = tmp_path_factory.mktemp("straight")
+    opt = _options(root / "tiny.yml", data_dir, root / "exp")
+    _run(["codes/train.py", "-opt", opt])
+    return root / "exp" / "tiny"
+
+
+def test_short_run_writes_everything(straight_run):
+    exp = str(straight_run)
+    for name in ("3_G.pth", "6_G.pth", "latest_G.pth"):
+        assert os.path.isfile(os.path.join(exp, "models", name))
+    assert sorted(os.listdir(os.path.join(exp, "training_state"))) == ["3.state", "6.state"]
+    assert glob.glob(os.path.join(exp, "*_tiny.yml")) and glob.glob(os.path.join(exp, "*_resolved_options.yml"))
+    assert glob.glob(os.path.join(exp, "tb_logger", "events.out.tfevents.*"))
+    for it in (3, 6):
+        assert sorted(os.listdir(os.path.join(exp, "val_images", str(it)))) == [
+            "00_SR.png", "00_kernel.png", "01_SR.png", "01_kernel.png"]
+    losses = _loss_lines(exp)
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    assert [float(losses[i][0]) for i in range(1, 7)] == [2e-4] * 3 + [1e-4] * 3  # milestone 4
+    log = open(glob.glob(os.path.join(exp, "train_*.log"))[0]).read()
+    assert re.search(r"validation at iteration 6: psnr_y \d+\.\d+, ssim_y \S+, kernel_psnr \d+\.\d+, lr_psnr_y", log)
+    # weights load into the network with their metadata
+    from models.networks import define_G, load_network
+
+    opt = {"scale": 4, "kernel_size": 11, "network_G": {"est_nf": 8, "sr_nf": 8, "n_stages": 2}}
+    meta = load_network(define_G(opt), os.path.join(exp, "models", "latest_G.pth"), expected_scale=4)
+    assert meta["iteration"] == 6
+    state = torch.load(os.path.join(exp, "training_state", "6.state"), weights_only=True)
+    assert state["iter"] == 6 and state["epoch"] == 1 and len(state["rng"]) == 1
+
+
+def test_exact_resume(straight_run, data_dir, tmp_path):
+    """Resume from the mid-epoch state at iteration 3 with 2 data workers: iterations 4-6 give the
+    same losses, learning rates and final weights as the straight run (0 workers)."""
+    exp = tmp_path / "exp" / "tiny"
+    shutil.copytree(straight_run, exp)
+    for name in ("models/6_G.pth", "models/latest_G.pth", "training_state/6.state"):
+        os.remove(exp / name)
+    for log in glob.glob(str(exp / "train_*.log")):
+        os.remove(log)
+    opt = _options(tmp_path / "tiny.yml", data_dir, tmp_path / "exp")
+    _run(["codes/train.py", "-opt", opt, "--auto_resume", "--set", "datasets.train.n_workers=2"])
+    resumed, straight = _loss_lines(str(exp)), _loss_lines(str(straight_run))
+    assert sorted(resumed) == [4, 5, 6]
+    assert all(resumed[i] == straight[i] for i in (4, 5, 6))
+    a, b = _weights(straight_run / "models" / "6_G.pth"), _weights(exp / "models" / "6_G.pth")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(straight_run / "training_state" / "6.state", weights_only=True)
+    sb = torch.load(exp / "training_state" / "6.state", weights_only=True)
+    for k, v in sa["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], sb["optimizer"]["state"][k]["exp_avg_sq"])
+    assert torch.equal(sa["rng"][0]["degradation"], sb["rng"][0]["degradation"])
+
+
+def test_existing_experiment_is_archived(tmp_path):
+    import train
+
+    exp = tmp_path / "exp" / "tiny"
+    (exp / "models").mkdir(parents=True)
+    (exp / "models" / "old_G.pth").write_text("x")
+    opt_file = tmp_path / "o.yml"
+    opt_file.write_text("name: tiny\n")
+    train.prepare_experiment(str(exp), False, {"opt_path": str(opt_file), "name": "tiny"}, "240101-000000")
+    assert (tmp_path / "exp" / "tiny_archived_240101-000000" / "models" / "old_G.pth").exists()
+    assert not (exp / "models" / "old_G.pth").exists() and (exp / "training_state").is_dir()
+
+
+def _tiny_opt(tmp_path, extra=""):
+    (tmp_path / "hr").mkdir(exist_ok=True)
+    path = tmp_path / "w.yml"
+    path.write_text(f"name: w\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
+                    f"datasets:\n  train: {{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n" + TINY_NET + extra)
+    return parse(str(path))
+
+
+def test_nonfinite_loss_guard(tmp_path):
+    from models import create_model
+
+    opt = _tiny_opt(tmp_path, "train: {max_nonfinite: 3}\n")
+    torch.manual_seed(0)
+    model = create_model(opt, device="cpu")
+    model.last_checkpoint = "experiments/w/training_state/1000.state"
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    hr = torch.rand(2, 3, 32, 32)
+    bad = hr.clone()
+    bad[0, 0, 5, 5] = float("nan")
+    for step in (1, 2):
+        model.feed_data({"hr": bad})
+        assert model.optimize_parameters(step) is False
+        assert model.get_current_log()["nonfinite_total"] == step
+    assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
+    model.feed_data({"hr": hr})  # a good step resets the run of failures
+    assert model.optimize_parameters(3) is True and model.nonfinite_in_row == 0
+    for step in (4, 5):
+        model.feed_data({"hr": bad})
+        model.optimize_parameters(step)
+    model.feed_data({"hr": bad})
+    with pytest.raises(KULNetError, match=r"3 non-finite losses in a row .*learning rate too high.*"
+                                          r"last good checkpoint: experiments/w/training_state/1000\.state"):
+        model.optimize_parameters(6)
+
+
+def _zeros_like(t, **kwargs):
+    return torch.zeros_like(t, **kwargs)
+
+
+def _ddp_worker(rank, opt, batch, store, out_dir):
+    import torch.distributed as dist
+
+    from models import create_model
+
+    torch.set_num_threads(1)
+    torch.randn_like = _zeros_like  # z = mean: the latent noise would differ between 1 and 2 processes
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = create_model(opt, device="cpu", rank=rank, world_size=2)
+        half = slice(2 * rank, 2 * rank + 2)
+        model.feed_data({"hr": batch["hr"][half]}, _Degraded(batch, half))
+        model.optimize_parameters(1)
+        torch.save({"loss": model.get_current_log(),
+                    "grads": {n: p.grad for n, p in model.net.named_parameters()},
+                    "params": model.net.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+class _Degraded:
+    def __init__(self, batch, sl=slice(None)):
+        self.lr, self.lr_clean, self.kernel = batch["lr"][sl], batch["lr_clean"][sl], batch["kernel"][sl]
+
+
+def test_ddp_two_processes_match_one(tmp_path, monkeypatch):
+    from data.degradation import Degradation
+    from models import create_model
+
+    opt = _tiny_opt(tmp_path)
+    hr = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    d = Degradation(4, 11)(hr, generator=torch.Generator().manual_seed(6))
+    batch = {"hr": hr, "lr": d.lr, "lr_clean": d.lr_clean, "kernel": d.kernel}
+    mp.spawn(_ddp_worker, args=(opt, batch, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+
+    monkeypatch.setattr(torch, "randn_like", _zeros_like)
+    torch.manual_seed(0)
+    model = create_model(opt, device="cpu")
+    model.feed_data({"hr": hr}, _Degraded(batch))
+    model.optimize_parameters(1)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for key in ("l_pix", "l_ker", "l_kl", "l_total"):  # equal halves: mean of means = mean
+        assert (r0["loss"][key] + r1["loss"][key]) / 2 == pytest.approx(model.get_current_log()[key], rel=1e-5)
+    for name, p in model.net.named_parameters():
+        assert torch.allclose(r0["grads"][name], p.grad, rtol=1e-4, atol=1e-7), name
+        assert torch.equal(r0["grads"][name], r1["grads"][name])  # all-reduced: identical on ranks
+    for name, v in model.net.state_dict().items():
+        assert torch.allclose(r0["params"][name], v, rtol=1e-5, atol=1e-6), name
+
+
+def test_torchrun_two_processes_and_resume(data_dir, tmp_path):
+    opt = _options(tmp_path / "tiny.yml", data_dir, tmp_path / "exp", niter=3,
+                   extra="")
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "codes/train.py", "-opt", opt]
+    _run(launch + ["--set", "train.niter=3"])
+    exp = tmp_path / "exp" / "tiny"
+    state = torch.load(exp / "training_state" / "3.state", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["degradation"], state["rng"][1]["degradation"])
+    _run(launch + ["--auto_resume", "--set", "train.niter=4"])
+    assert (exp / "models" / "latest_G.pth").is_file() and (exp / "training_state" / "4.state").is_file()
+    assert sorted(_loss_lines(str(exp))) == [1, 2, 3, 4]
+
+
+def test_precision_options_and_grad_clip(tmp_path):
+    from models import create_model
+
+    assert create_model(_tiny_opt(tmp_path), device="cpu").precision == "fp32"  # auto on CPU
+    opt = _tiny_opt(tmp_path, "train: {precision: bf16, grad_clip: 0.001}\n")
+    torch.manual_seed(0)
+    model = create_model(opt, device="cpu")
+    assert model.precision == "bf16" and not model.scaler.is_enabled()
+    model.feed_data({"hr": torch.rand(2, 3, 32, 32)})
+    assert model.optimize_parameters(1) is True
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.net.parameters()]))
+    assert norm.item() <= 0.001 * 1.001
+    assert all(np.isfinite(v) for v in model.get_current_log().values())
