@@ -1,0 +1,162 @@
+"""Blind SR of real photographs (no ground truth), with the estimated kernel and its uncertainty.
+
+    python codes/test_real.py -opt options/test/test_real.yml
+    python codes/test_real.py --input FOLDER_OR_FILE --scale 4 [--checkpoint PATH] [--out DIR]
+                              [--tile N] [--no_border] [--x8] [--device cpu]
+
+For every image ``<name>`` it writes into the output folder:
+``<name>_SR.png`` (grayscale when the input was grayscale, 8-bit), ``<name>_kernel.npy`` (21x21,
+float32, sums to 1), ``<name>_kernel.png`` (normalised, enlarged) and ``<name>_uncertainty.png``
+(heat map of the estimator's latent variance ``exp(2 log_var)`` averaged over channels, resized to
+the SR size: bright = where the kernel estimate is unsure).
+
+By default the LR gets the authors' blurred border first (KULNET.md §8) and ``c*s`` pixels are cropped
+from the SR result. RGBA inputs lose their alpha (noted), 16-bit inputs give 8-bit outputs (noted);
+corrupt files and images under ``MIN_LR_SIZE`` pixels a side are reported and skipped, the rest are
+processed. Large photos are restored tile by tile with one kernel estimated on the whole photo
+(:mod:`utils.tiling`).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.errors import KULNetError, run_cli
+from utils.evaluation import load_model, make_forward, select_device
+from utils.figures import kernel_figure, uncertainty_map
+from utils.image_io import img2tensor, is_image_file, list_images, read_image, tensor2img, write_image
+from utils.test_options import check_real_paths, load_yaml, validate_real_options
+
+MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="KULNet on real LR photographs.")
+    p.add_argument("-opt", default=None, help="option file, e.g. options/test/test_real.yml")
+    p.add_argument("--input", help="a folder of LR images or one image")
+    p.add_argument("--scale", type=int, help="SR scale (default 4)")
+    p.add_argument("--checkpoint", help="weights file (default pretrained/KULNet_x<scale>.pth)")
+    p.add_argument("--out", help="output folder (default results/<name>)")
+    p.add_argument("--tile", type=int, help="LR tile size for the SR part (0: automatic)")
+    p.add_argument("--no_border", action="store_true", help="skip the border of KULNET.md §8")
+    p.add_argument("--x8", action="store_true", help="x8 self-ensemble")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    return p.parse_args(argv)
+
+
+def build_options(args):
+    """Option file and/or command line -> validated options (checkpoint and input checked)."""
+    if args.opt is None and args.input is None:
+        raise KULNetError("no input: give -opt options/test/test_real.yml or --input FOLDER_OR_FILE")
+    raw = load_yaml(args.opt) if args.opt else {}
+    if args.scale is not None:
+        raw["scale"] = args.scale
+        raw.setdefault("name", f"KULNet_x{args.scale}_real")
+        raw.setdefault("checkpoint", f"pretrained/KULNet_x{args.scale}.pth")
+    for key in ("input", "checkpoint", "out"):
+        if getattr(args, key):
+            raw[key] = os.path.abspath(getattr(args, key))
+    if args.tile is not None:
+        raw["tile"] = args.tile
+    if args.no_border:
+        raw["border"] = False
+    if args.x8:
+        raw["x8"] = True
+    if args.device:
+        raw["device"] = args.device
+    opt = validate_real_options(raw, os.path.relpath(args.opt) if args.opt else "command line")
+    check_real_paths(opt)
+    return opt
+
+
+def list_inputs(path):
+    """The image files to process: ``path`` itself or the images of the folder ``path``."""
+    if os.path.isdir(path):
+        return list_images(path)
+    if not is_image_file(path):
+        raise KULNetError(f"{path}: not an image file name; give an image or a folder of images")
+    return [path]
+
+
+def restore_one(path, forward, opt, device):
+    """Restore one photo and write its outputs.
+
+    Returns:
+        str: notes about conversions ('' when none).
+
+    Raises:
+        KULNetError: unreadable or too small image (the caller reports it and goes on).
+    """
+    from data.lr_dataset import add_real_border, remove_real_border
+
+    img, info = read_image(path)
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_LR_SIZE:
+        raise KULNetError(f"{path}: {h}x{w} pixels is too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE} "
+                          f"LR pixels are needed to estimate a kernel)")
+    scale = opt["scale"]
+    lr = img2tensor(img).to(device)
+    border = 0
+    if opt["border"]:
+        lr, border = add_real_border(lr, scale)
+    out = forward(lr)
+    sr = remove_real_border(out.sr, border, scale)
+    kernel = out.kernel[0].float().cpu().numpy()
+
+    stem = os.path.join(opt["out"], os.path.splitext(os.path.basename(path))[0])
+    write_image(f"{stem}_SR.png", tensor2img(sr), grayscale=info.was_grayscale)
+    np.save(f"{stem}_kernel.npy", kernel.astype(np.float32))
+    write_image(f"{stem}_kernel.png", kernel_figure(kernel))
+    if out.log_var is not None:
+        log_var = out.log_var[..., border:out.log_var.shape[-2] - border, border:out.log_var.shape[-1] - border]
+        heat, _ = uncertainty_map(log_var, sr.shape[-2:])
+        write_image(f"{stem}_uncertainty.png", heat)
+    notes = []
+    if info.was_grayscale:
+        notes.append("grayscale in, grayscale out")
+    if info.had_alpha:
+        notes.append("alpha channel dropped, RGB out")
+    if info.bit_depth == 16:
+        notes.append("16-bit in, 8-bit out")
+    return "; ".join(notes)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    opt = build_options(args)
+    paths = list_inputs(opt["input"])
+    device = select_device(opt["device"])
+    model, _ = load_model(opt, device)
+    forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"])
+    os.makedirs(opt["out"], exist_ok=True)
+    print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "
+          f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}")
+
+    done, skipped = 0, []
+    with torch.inference_mode():
+        for path in tqdm(paths, unit="img", file=sys.stderr):
+            name = os.path.basename(path)
+            start = time.perf_counter()
+            try:
+                notes = restore_one(path, forward, opt, device)
+            except KULNetError as err:
+                skipped.append(name)
+                tqdm.write(f"skipped {name}: {err}")
+                continue
+            done += 1
+            tqdm.write(f"{name}: done in {time.perf_counter() - start:.2f} s" + (f" ({notes})" if notes else ""))
+    summary = f"{done} of {len(paths)} image(s) restored into {opt['out']}"
+    if skipped:
+        summary += f"; {len(skipped)} skipped: {', '.join(skipped)}"
+    print(summary)
+    if done == 0:
+        raise KULNetError(f"{opt['input']}: no image could be restored (see the messages above)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

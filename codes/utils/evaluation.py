@@ -1,0 +1,532 @@
+"""The paper's synthetic test protocol (KULNET.md §7) as a grid, its summaries and results files.
+
+Grid: every dataset x noise level x kernel x image. For each cell the HR image (mod-cropped) is
+degraded with the kernel and a fixed noise level (the noise generator is seeded with ``seed`` at the
+start of every dataset x noise x kernel, so a cell's numbers do not depend on what else is in the
+grid, as when the authors ran one setting per invocation), restored, and scored:
+
+- ``psnr_y`` / ``ssim_y``: SR vs HR on the Y channel, ``crop_border`` (= the scale) pixels cropped;
+- ``lr_psnr_y`` / ``lr_ssim_y``: the clean LR vs the HR re-degraded (no noise) with the estimated
+  kernel, no crop (both LR images share the same replicate-padded border);
+- ``kernel_psnr``: 20 log10(1 / RMSE) of the raw 21x21 kernels; ``time_s``: the KULNet pass;
+- baselines (options): ``bicubic_*`` = bicubic upsampling of the same noisy LR
+  (``F.interpolate(..., mode='bicubic', align_corners=False)``, clamped to [0, 1], the same
+  resampling as the network's operators), and ``nonblind_*`` = the SR part given the true kernel
+  (``model(lr, kernel=true_kernel)``), the bound on what kernel estimation can give.
+
+Summary (per method and metric): per-kernel mean over the images, then the nine-kernel average =
+the mean over kernels of the per-kernel means (KULNET.md §7; equal to the mean over all images only
+when every kernel has the same images). ``inf`` (identical images) propagates into the means;
+SSIM is NaN for images smaller than its 11x11 window and NaN values are left out of means.
+
+Results files (``results.csv``, ``results.json``, ``results.md``) carry the reproducibility record:
+git commit, checkpoint sha256, options, seed, device and library versions. The CSV starts with
+``# key: value`` lines (read it with ``pandas.read_csv(path, comment='#')``); JSON writes non-finite
+numbers as the strings ``"inf"`` / ``"nan"``.
+
+Public API:
+    ProtocolKernel, HRSet, build_kernels, build_hr_sets, skimage_loader, load_hr, select_device, load_model, make_forward,
+    bicubic_upsample, Evaluator, summarize, kernel_table, paper_table, reproducibility_record,
+    write_results, COLUMNS
+"""
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data.degradation import Degradation
+from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to_radians_authors, paper_kernels
+from options.options import REPO_ROOT
+from utils.errors import KULNetError
+from utils.image_io import list_images, mod_crop, read_image, tensor2img, write_image
+from utils.metrics import calculate_psnr, calculate_ssim, kernel_psnr
+
+# The RGB photographs shipped inside scikit-image (no download needed).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                  "immunohistochemistry", "retina", "colorwheel")
+
+KEY_COLUMNS = ["dataset", "image", "noise", "kernel", "sig1", "sig2", "theta_deg", "height", "width"]
+KULNET_METRICS = ["psnr_y", "ssim_y", "lr_psnr_y", "lr_ssim_y", "kernel_psnr", "time_s"]
+BASELINE_METRICS = {"bicubic": ["bicubic_psnr_y", "bicubic_ssim_y"],
+                    "non_blind": ["nonblind_psnr_y", "nonblind_ssim_y"]}
+COLUMNS = KEY_COLUMNS + KULNET_METRICS + [m for ms in BASELINE_METRICS.values() for m in ms]
+METHOD_LABELS = {"kulnet": "KULNet", "bicubic": "Bicubic", "non_blind": "KULNet, true kernel (non-blind)"}
+
+
+# ----------------------------------------------------------------------------------------- inputs
+@dataclass
+class ProtocolKernel:
+    """One test kernel: ``index`` (1-based label), parameters (NaN for kernels from a file), (l, l)."""
+
+    index: int
+    sig1: float
+    sig2: float
+    theta_deg: float
+    kernel: torch.Tensor
+
+
+def build_kernels(opt):
+    """The kernels of the protocol from the options ('paper', a list of triples, or ``kernel_file``).
+
+    Returns:
+        list[ProtocolKernel]: kernels float32 (l, l) on the CPU, each summing to 1.
+    """
+    scale, ks = opt["scale"], opt["kernel_size"]
+    if opt.get("kernel_file"):
+        path = opt["kernel_file"]
+        try:
+            arr = np.load(path)
+        except (OSError, ValueError) as err:
+            raise KULNetError(f"{path}: cannot read the kernel file ({err}); give a .npy array (N, l, l)")
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3 or arr.shape[1:] != (ks, ks) or not np.all(np.isfinite(arr)) or arr.min() < 0:
+            raise KULNetError(f"{path}: kernels of shape {arr.shape}; expected (N, {ks}, {ks}) finite, >= 0")
+        sums = arr.sum(axis=(1, 2))
+        if np.any(np.abs(sums - 1) > 1e-3):
+            raise KULNetError(f"{path}: kernel sums {np.round(sums, 4).tolist()}; every kernel must sum to 1")
+        nan = float("nan")
+        return [ProtocolKernel(i + 1, nan, nan, nan, torch.from_numpy(k).float()) for i, k in enumerate(arr)]
+    if opt["kernels"] == "paper":
+        params = PAPER_KERNELS
+        kernels = paper_kernels(scale, ks)
+    else:
+        params = opt["kernels"]
+        s1, s2, deg = (torch.tensor([p[i] for p in params], dtype=torch.float64) for i in range(3))
+        kernels = anisotropic_gaussian_kernels(s1, s2, degrees_to_radians_authors(deg), ks, scale)
+    return [ProtocolKernel(i + 1, float(p[0]), float(p[1]), float(p[2]), k) for i, (p, k) in
+            enumerate(zip(params, kernels))]
+
+
+@dataclass
+class HRSet:
+    """A test set: ``items`` are (image name, loader returning float32 (H, W, 3) RGB in [0, 1])."""
+
+    name: str
+    items: list
+    center_crop: int = None
+
+
+def skimage_loader(name):
+    import skimage.data
+
+    if name not in SKIMAGE_PHOTOS:
+        raise KULNetError(f"skimage: '{name}' is not one of the RGB photographs shipped with "
+                          f"scikit-image; choose from {', '.join(SKIMAGE_PHOTOS)}")
+    img = getattr(skimage.data, name)()
+    return lambda: img.astype(np.float32) / 255.0
+
+
+def build_hr_sets(datasets):
+    """Resolve the ``datasets`` options into :class:`HRSet` objects (lists files, checks names).
+
+    Raises:
+        KULNetError: empty or missing folder, unknown scikit-image photograph.
+    """
+    sets = []
+    for ds in datasets:
+        if ds["dataroot_HR"] is not None:
+            paths = list_images(ds["dataroot_HR"])
+            items = [(os.path.splitext(os.path.basename(p))[0], lambda p=p: read_image(p)[0]) for p in paths]
+        else:
+            items = [(name, skimage_loader(name)) for name in ds["skimage"]]
+        if ds.get("max_images"):
+            items = items[: ds["max_images"]]
+        sets.append(HRSet(ds["name"], items, ds.get("center_crop")))
+    return sets
+
+
+def load_hr(loader, scale, center_crop=None):
+    """Load one HR image, centre-crop it to at most ``center_crop`` pixels a side, mod-crop it.
+
+    Returns:
+        np.ndarray: float32 (H, W, 3) in [0, 1], H and W multiples of ``scale``.
+    """
+    img = loader()
+    if center_crop:
+        h, w = img.shape[:2]
+        ch, cw = min(h, center_crop), min(w, center_crop)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        img = img[y:y + ch, x:x + cw]
+    return np.ascontiguousarray(mod_crop(img, scale))
+
+
+# ---------------------------------------------------------------------------------------- runtime
+def select_device(name="auto"):
+    """``'auto'``: CUDA when available, else the CPU; otherwise ``torch.device(name)`` (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KULNetError(f"device={name}: CUDA is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def load_model(opt, device):
+    """Build the network of ``opt`` (scale, kernel_size, network_G), load ``opt['checkpoint']``.
+
+    Returns:
+        tuple: (model in eval mode on ``device``, metadata dict from ``load_network``).
+    """
+    from models.networks import define_G, load_network
+
+    model = define_G(opt)
+    meta = load_network(model, opt["checkpoint"], strict=True, expected_scale=opt["scale"])
+    return model.eval().to(device), meta
+
+
+def make_forward(model, scale, tile=None, overlap=32, x8=False):
+    """The restoration function of the scripts: the model, tiled for large inputs (one kernel per
+    image, :mod:`utils.tiling`), x8 self-ensembled on request (:mod:`utils.self_ensemble`).
+
+    Returns:
+        callable: ``forward(lr (B, 3, h, w), kernel=None) -> KULNetOutput``.
+    """
+    from utils.self_ensemble import self_ensemble
+    from utils.tiling import auto_tile, tiled_forward
+
+    def plain(lr, kernel=None):
+        return tiled_forward(model, lr, kernel, scale, auto_tile(lr.shape, tile, scale), overlap)
+
+    if x8:
+        return lambda lr, kernel=None: self_ensemble(plain, lr, scale, kernel)
+    return plain
+
+
+def bicubic_upsample(lr, scale):
+    """Bicubic baseline: (B, 3, h, w) -> (B, 3, s*h, s*w), align_corners=False, clamped to [0, 1]."""
+    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _ssim(img1, img2, crop):
+    try:
+        return calculate_ssim(img1, img2, crop)
+    except ValueError:  # smaller than the 11x11 window
+        return float("nan")
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Evaluator:
+    """Runs the grid for one restoration function.
+
+    Args:
+        forward (callable): ``forward(lr (1, 3, h, w), kernel=None) -> KULNetOutput`` (the model,
+            possibly wrapped by tiling / self-ensemble); called with the true kernel for the
+            non-blind baseline.
+        scale (int), kernel_size (int), crop_border (int), seed (int): protocol settings.
+        device (torch.device): where images are degraded and restored.
+        baselines (dict): ``{'bicubic': bool, 'non_blind': bool}``.
+        save_dir (str | None): write SR PNGs and kernel figures there (None: no images).
+        log (callable): receives one line per image.
+    """
+
+    def __init__(self, forward, scale, kernel_size, crop_border, seed, device, baselines,
+                 save_dir=None, log=print):
+        self.forward, self.scale, self.kernel_size = forward, scale, kernel_size
+        self.crop, self.seed, self.device = crop_border, seed, device
+        self.baselines = {k: bool(baselines.get(k)) for k in BASELINE_METRICS}
+        self.save_dir, self.log = save_dir, log
+        self.clean = Degradation(scale, kernel_size, random_noise=False, noise=0.0)
+
+    def columns(self):
+        """The CSV columns of this run (baseline columns only for enabled baselines)."""
+        return KEY_COLUMNS + KULNET_METRICS + [m for b, ms in BASELINE_METRICS.items()
+                                               if self.baselines[b] for m in ms]
+
+    def evaluate_image(self, hr, tk, noise, generator):
+        """Degrade one HR image with kernel ``tk`` and ``noise`` (0..255), restore and score it.
+
+        Args:
+            hr (Tensor): (1, 3, H, W) in [0, 1] on the device, H, W multiples of the scale.
+            tk (ProtocolKernel): the true kernel.
+            noise (float): noise level in 0..255 units.
+            generator (torch.Generator): noise source on the device.
+
+        Returns:
+            tuple: (metrics dict, SR tensor (1, 3, H, W), estimated kernel (l, l)).
+        """
+        k_true = tk.kernel.to(self.device)[None]
+        deg = Degradation(self.scale, self.kernel_size, random_noise=False, noise=noise)
+        batch = deg(hr, generator=generator, kernel=k_true)
+        hr_img = tensor2img(hr)
+        _sync(self.device)
+        start = time.perf_counter()
+        out = self.forward(batch.lr)
+        _sync(self.device)
+        elapsed = time.perf_counter() - start
+        sr_img = tensor2img(out.sr)
+        k_est = out.kernel[0]
+        lr_redeg = tensor2img(self.clean(hr, kernel=k_est[None]).lr_clean)
+        lr_clean = tensor2img(batch.lr_clean)
+        m = {
+            "psnr_y": calculate_psnr(sr_img, hr_img, self.crop),
+            "ssim_y": _ssim(sr_img, hr_img, self.crop),
+            "lr_psnr_y": calculate_psnr(lr_redeg, lr_clean, 0),
+            "lr_ssim_y": _ssim(lr_redeg, lr_clean, 0),
+            "kernel_psnr": kernel_psnr(k_est, k_true[0]),
+            "time_s": elapsed,
+        }
+        if self.baselines["bicubic"]:
+            bic = tensor2img(bicubic_upsample(batch.lr, self.scale))
+            m["bicubic_psnr_y"] = calculate_psnr(bic, hr_img, self.crop)
+            m["bicubic_ssim_y"] = _ssim(bic, hr_img, self.crop)
+        if self.baselines["non_blind"]:
+            nb = tensor2img(self.forward(batch.lr, k_true).sr)
+            m["nonblind_psnr_y"] = calculate_psnr(nb, hr_img, self.crop)
+            m["nonblind_ssim_y"] = _ssim(nb, hr_img, self.crop)
+        return m, out.sr, k_est
+
+    def run(self, hr_sets, kernels, noise_levels, progress=None):
+        """Evaluate the whole grid.
+
+        Args:
+            hr_sets (list[HRSet]): datasets.
+            kernels (list[ProtocolKernel]): kernels.
+            noise_levels (list[float]): 0..255 units.
+            progress (callable | None): called once per image (e.g. a tqdm bar's ``update``).
+
+        Returns:
+            list[dict]: one row per dataset x noise x kernel x image, keys :meth:`columns`.
+        """
+        rows = []
+        for hs in hr_sets:
+            for noise in noise_levels:
+                for tk in kernels:
+                    generator = torch.Generator(device=self.device).manual_seed(self.seed)
+                    for name, loader in hs.items:
+                        hr_np = load_hr(loader, self.scale, hs.center_crop)
+                        hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(self.device)
+                        m, sr, k_est = self.evaluate_image(hr, tk, noise, generator)
+                        row = {"dataset": hs.name, "image": name, "noise": float(noise), "kernel": tk.index,
+                               "sig1": tk.sig1, "sig2": tk.sig2, "theta_deg": tk.theta_deg,
+                               "height": hr_np.shape[0], "width": hr_np.shape[1], **m}
+                        rows.append(row)
+                        self.log(_image_line(row))
+                        if self.save_dir:
+                            self._save(row, sr, k_est, tk.kernel)
+                        if progress is not None:
+                            progress()
+        return rows
+
+    def _save(self, row, sr, k_est, k_true):
+        from utils.figures import kernel_figure
+
+        stem = f"{row['image']}_noise{row['noise']:g}_k{row['kernel']}"
+        folder = os.path.join(self.save_dir, row["dataset"])
+        write_image(os.path.join(folder, f"{stem}_SR.png"), tensor2img(sr))
+        fig = kernel_figure(k_est, k_true, row["kernel_psnr"])
+        write_image(os.path.join(folder, f"{stem}_kernel.png"), fig)
+
+
+def _fmt(value, digits=2):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def _image_line(r):
+    parts = [f"{r['dataset']} noise {r['noise']:g} k{r['kernel']} {r['image']}:",
+             f"PSNR_Y {_fmt(r['psnr_y'])} dB SSIM_Y {_fmt(r['ssim_y'], 4)}",
+             f"| LR PSNR_Y {_fmt(r['lr_psnr_y'])} | kernel PSNR {_fmt(r['kernel_psnr'])}"]
+    if "bicubic_psnr_y" in r:
+        parts.append(f"| bicubic {_fmt(r['bicubic_psnr_y'])}")
+    if "nonblind_psnr_y" in r:
+        parts.append(f"| non-blind {_fmt(r['nonblind_psnr_y'])}")
+    parts.append(f"| {r['time_s']:.2f} s")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- summary
+def _mean(values):
+    vals = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _grouped(items, key):
+    """Group dicts by ``key(item)`` keeping first-appearance order."""
+    groups = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def summarize(rows):
+    """Per-kernel means and the nine-kernel average, per dataset and noise level.
+
+    Args:
+        rows (list[dict]): rows of :meth:`Evaluator.run` (any metric columns present are averaged).
+
+    Returns:
+        list[dict]: one entry per (dataset, noise): ``dataset``, ``noise``, ``per_kernel`` (list of
+        dicts: ``kernel``, ``sig1``, ``sig2``, ``theta_deg``, ``n_images`` and each metric's mean
+        over the images) and ``average`` (each metric: the mean over kernels of the per-kernel mean).
+    """
+    metrics = [c for c in COLUMNS if c not in KEY_COLUMNS and rows and c in rows[0]]
+    summary = []
+    for (dataset, noise), cell in _grouped(rows, lambda r: (r["dataset"], r["noise"])).items():
+        per_kernel = []
+        for kernel, krows in _grouped(cell, lambda r: r["kernel"]).items():
+            entry = {k: krows[0][k] for k in ("kernel", "sig1", "sig2", "theta_deg")}
+            entry["n_images"] = len(krows)
+            entry.update({m: _mean([r[m] for r in krows]) for m in metrics})
+            per_kernel.append(entry)
+        average = {m: _mean([e[m] for e in per_kernel]) for m in metrics}
+        summary.append({"dataset": dataset, "noise": noise, "n_kernels": len(per_kernel),
+                        "per_kernel": per_kernel, "average": average})
+    return summary
+
+
+def kernel_table(entry):
+    """Plain-text per-kernel table of one (dataset, noise) summary entry, with the average row."""
+    cols = [("PSNR_Y", "psnr_y", 2), ("SSIM_Y", "ssim_y", 4), ("kPSNR", "kernel_psnr", 2),
+            ("LR PSNR", "lr_psnr_y", 2), ("bicubic", "bicubic_psnr_y", 2),
+            ("non-blind", "nonblind_psnr_y", 2), ("time s", "time_s", 2)]
+    cols = [c for c in cols if c[1] in entry["average"]]
+    head = f"{'kernel':>6} {'sig1':>5} {'sig2':>5} {'theta':>6} {'n':>4}" + "".join(f" {c[0]:>9}" for c in cols)
+    lines = [f"{entry['dataset']}, noise {entry['noise']:g}:", head]
+    for e in entry["per_kernel"]:
+        lines.append(f"{e['kernel']:>6} {_fmt(e['sig1'], 1):>5} {_fmt(e['sig2'], 1):>5} "
+                     f"{_fmt(e['theta_deg'], 0):>6} {e['n_images']:>4}"
+                     + "".join(f" {_fmt(e[c[1]], c[2]):>9}" for c in cols))
+    avg = entry["average"]
+    label = f"{entry['n_kernels']}-kernel average"
+    lines.append(f"{label:>29}" + "".join(f" {_fmt(avg[c[1]], c[2]):>9}" for c in cols))
+    return "\n".join(lines)
+
+
+def paper_table(summary, scale):
+    """Markdown table in the paper's shape: rows dataset x method, columns x<scale> per noise level.
+
+    Cells are ``PSNR / SSIM`` (Y channel) of the nine-kernel average.
+    """
+    noises = list(dict.fromkeys(e["noise"] for e in summary))
+    lookup = {(e["dataset"], e["noise"]): e["average"] for e in summary}
+    datasets = list(dict.fromkeys(e["dataset"] for e in summary))
+    prefixes = {"kulnet": "", "bicubic": "bicubic_", "non_blind": "nonblind_"}
+    lines = ["| Dataset | Method | " + " | ".join(f"x{scale}, noise {n:g}" for n in noises) + " |",
+             "| --- | --- |" + " --- |" * len(noises)]
+    for ds in datasets:
+        for method, prefix in prefixes.items():
+            if f"{prefix}psnr_y" not in lookup[(ds, noises[0])]:
+                continue
+            cells = []
+            for n in noises:
+                avg = lookup.get((ds, n))
+                cells.append("-" if avg is None else
+                             f"{_fmt(avg[prefix + 'psnr_y'])} / {_fmt(avg[prefix + 'ssim_y'], 4)}")
+            lines.append(f"| {ds} | {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- records
+def sha256_file(path, chunk=1 << 20):
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit():
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True,  # noqa: E731
+                                        text=True, timeout=10, check=True).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def reproducibility_record(opt, device, checkpoint_meta=None):
+    """What makes a results file reproducible.
+
+    Returns:
+        dict: commit, checkpoint path and sha256, checkpoint metadata, seed, device (and GPU name),
+        versions of python/torch/numpy/opencv, platform, command line, UTC time.
+    """
+    import cv2
+
+    meta = {k: v for k, v in (checkpoint_meta or {}).items() if k not in ("missing_keys", "unexpected_keys")}
+    return {
+        "commit": _git_commit(),
+        "checkpoint": opt["checkpoint"],
+        "checkpoint_sha256": sha256_file(opt["checkpoint"]),
+        "checkpoint_meta": meta,
+        "seed": opt.get("seed"),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "platform": platform.platform(),
+        "command": " ".join(sys.argv),
+        "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        obj = float(obj)
+        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_results(out_dir, rows, columns, summary, record, options, scale):
+    """Write ``results.csv``, ``results.json`` and ``results.md`` into ``out_dir``.
+
+    Args:
+        out_dir (str): folder (created).
+        rows (list[dict]): per-image rows; columns (list[str]): their order.
+        summary (list[dict]): from :func:`summarize`.
+        record (dict): from :func:`reproducibility_record`.
+        options (dict): the completed options.
+        scale (int): for the Markdown table header.
+
+    Returns:
+        dict: paths of the three files.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {ext: os.path.join(out_dir, f"results.{ext}") for ext in ("csv", "json", "md")}
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as handle:
+        for key, value in record.items():
+            handle.write(f"# {key}: {json.dumps(_jsonable(value))}\n")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    doc = {"record": record, "options": options, "columns": columns, "rows": rows, "summary": summary}
+    with open(paths["json"], "w", encoding="utf-8") as handle:
+        json.dump(_jsonable(doc), handle, indent=1)
+    table = paper_table(summary, scale)
+    per_kernel = "\n\n".join(kernel_table(e) for e in summary)
+    lines = ["# Results", "", table, "", "Nine-kernel average = mean over kernels of the per-kernel mean "
+             "over images (KULNET.md §7); PSNR / SSIM on Y, border cropped.", "", "## Per kernel", "",
+             "```", per_kernel, "```", "", "## Reproducibility", ""]
+    lines += [f"- {k}: `{json.dumps(_jsonable(v))}`" for k, v in record.items()]
+    with open(paths["md"], "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return paths

@@ -1,0 +1,254 @@
+"""Read and check the option files of ``test.py`` and ``test_real.py`` (options/test/*.yml).
+
+Every key is checked before any work starts: an unknown key is a one-line :class:`KULNetError` naming
+it and the nearest valid key, a wrong type names the key and the value, and a missing dataset folder
+or checkpoint is reported in one line by :func:`check_test_paths` / :func:`check_real_paths`.
+The checks of scalar keys and of ``network_G`` are those of the training options
+(:mod:`options.options`); the lists this file adds (``datasets``, ``kernels``) are checked here.
+Relative paths in a YAML file are taken from the repository root, as in the training options;
+paths given on the command line are taken from the current directory (the scripts do that).
+
+Public API:
+    TEST_SCHEMA, REAL_SCHEMA, DATASET_KEYS, load_yaml, validate_test_options,
+    validate_real_options, check_test_paths, check_real_paths, checkpoint_hint
+"""
+import difflib
+import os
+
+import yaml
+
+from options.options import _validate, resolve_path
+from options.schema import Key
+from utils.errors import KULNetError
+
+_DEVICES = "auto, cpu, cuda or cuda:N"
+DEFAULT_CHECKPOINT = "pretrained/KULNet_x4.pth"
+
+# Scalar keys and sections of options/test/test.yml; 'datasets' and 'kernels' are checked below.
+TEST_SCHEMA = {
+    "name": Key("str", "KULNet_x4_test", help="results go to <out> (default results/<name>)"),
+    "scale": Key("int", 4, minimum=1),
+    "kernel_size": Key("int", 21, minimum=1),
+    "seed": Key("int", 0, help="noise seed, reset for every dataset x noise x kernel"),
+    "device": Key("str", "auto", help=_DEVICES),
+    "checkpoint": Key("path", DEFAULT_CHECKPOINT),
+    "network_G": None,  # checked against the network constructor (options.options)
+    "kernel_file": Key("path", None, nullable=True, help=".npy (N, l, l) kernels instead of 'kernels'"),
+    "noise": Key("float_list", [0.0], help="noise levels, 0..255 units"),
+    "crop_border": Key("int", None, nullable=True, minimum=0, help="default: the scale"),
+    "baselines": {
+        "bicubic": Key("bool", True),
+        "non_blind": Key("bool", True, help="the SR part given the true kernel"),
+    },
+    "save_images": Key("bool", True),
+    "x8": Key("bool", False),
+    "tile": Key("int", None, nullable=True, minimum=0, help="LR tile size; ~/0 = automatic"),
+    "tile_overlap": Key("int", 32, minimum=0),
+    "out": Key("path", None, nullable=True, help="default results/<name>"),
+}
+
+# One entry of the 'datasets' list: a folder of HR images or photographs from scikit-image.
+DATASET_KEYS = ("name", "dataroot_HR", "skimage", "center_crop", "max_images")
+
+REAL_SCHEMA = {
+    "name": Key("str", "KULNet_x4_real"),
+    "scale": Key("int", 4, minimum=1),
+    "kernel_size": Key("int", 21, minimum=1),
+    "device": Key("str", "auto", help=_DEVICES),
+    "checkpoint": Key("path", DEFAULT_CHECKPOINT),
+    "network_G": None,
+    "input": Key("path", "datasets/historical", help="a folder of LR images or one image"),
+    "out": Key("path", None, nullable=True, help="default results/<name>"),
+    "border": Key("bool", True, help="the border of KULNET.md §8"),
+    "x8": Key("bool", False),
+    "tile": Key("int", None, nullable=True, minimum=0),
+    "tile_overlap": Key("int", 32, minimum=0),
+}
+
+
+def load_yaml(path):
+    """Read a YAML option file into a dict.
+
+    Raises:
+        KULNetError: missing file, invalid YAML, or not a mapping at the top level.
+    """
+    if not os.path.isfile(path):
+        raise KULNetError(f"{path}: option file not found; check the path given to -opt")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise KULNetError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise KULNetError(f"{path}: expected 'key: value' lines at the top level")
+    return raw
+
+
+def _unknown(src, where, key, valid):
+    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
+    hint = f"did you mean '{match[0]}'?" if match else "valid keys: " + ", ".join(valid)
+    return KULNetError(f"{src}: unknown key '{where}{key}'; {hint}")
+
+
+def _check_device(opt, src):
+    dev = opt["device"]
+    if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
+        raise KULNetError(f"{src}: device = {dev!r}; use {_DEVICES}")
+
+
+def _check_sizes(opt, src):
+    if opt["kernel_size"] % 2 == 0 or opt["kernel_size"] < opt["scale"]:
+        raise KULNetError(f"{src}: kernel_size = {opt['kernel_size']} must be odd and >= scale")
+
+
+def _validate_datasets(raw, src):
+    if raw is None:
+        raw = [{"name": "Set5", "dataroot_HR": "datasets/Set5/HR"}]
+    if not isinstance(raw, list) or not raw:
+        raise KULNetError(f"{src}: datasets must be a list of entries like "
+                          f"'- {{name: Set5, dataroot_HR: datasets/Set5/HR}}'")
+    out, names = [], set()
+    for i, entry in enumerate(raw):
+        where = f"datasets[{i}]"
+        if not isinstance(entry, dict):
+            raise KULNetError(f"{src}: {where} = {entry!r}: give name and dataroot_HR (or skimage)")
+        for key in entry:
+            if key not in DATASET_KEYS:
+                raise _unknown(src, f"{where}.", key, DATASET_KEYS)
+        has_root, has_sk = entry.get("dataroot_HR") is not None, entry.get("skimage") is not None
+        if has_root == has_sk:
+            raise KULNetError(f"{src}: {where}: give exactly one of dataroot_HR (a folder of HR "
+                              f"images) or skimage (a list of scikit-image photograph names)")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise KULNetError(f"{src}: {where}.name must be a non-empty string")
+        if name in names:
+            raise KULNetError(f"{src}: {where}.name = {name!r} is used twice; names must differ")
+        names.add(name)
+        item = {"name": name, "dataroot_HR": None, "skimage": None}
+        if has_root:
+            if not isinstance(entry["dataroot_HR"], str):
+                raise KULNetError(f"{src}: {where}.dataroot_HR must be a folder path")
+            item["dataroot_HR"] = resolve_path(entry["dataroot_HR"])
+        else:
+            photos = entry["skimage"]
+            if not isinstance(photos, list) or not photos or not all(isinstance(p, str) for p in photos):
+                raise KULNetError(f"{src}: {where}.skimage must be a list of names, e.g. [astronaut, coffee]")
+            item["skimage"] = list(photos)
+        for key in ("center_crop", "max_images"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise KULNetError(f"{src}: {where}.{key} = {value!r} must be a positive integer or ~")
+            item[key] = value
+        out.append(item)
+    return out
+
+
+def _validate_kernels(raw, src):
+    """'paper' (the nine kernels of KULNET.md §7) or a list of [sig1, sig2, theta_degrees]."""
+    if raw is None or raw == "paper":
+        return "paper"
+    if not isinstance(raw, list) or not raw:
+        raise KULNetError(f"{src}: kernels = {raw!r}; use 'paper' or a list of [sig1, sig2, theta_degrees]")
+    out = []
+    for i, k in enumerate(raw):
+        ok = isinstance(k, (list, tuple)) and len(k) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in k)
+        if not ok or k[0] <= 0 or k[1] <= 0:
+            raise KULNetError(f"{src}: kernels[{i}] = {k!r}; give [sig1, sig2, theta_degrees] "
+                              f"with variances sig1, sig2 > 0")
+        out.append(tuple(float(v) for v in k))
+    return out
+
+
+def _pop_sections(raw, schema):
+    """Give every section of ``schema`` a (possibly empty) dict so that absent ones take defaults."""
+    raw = dict(raw)
+    for key, spec in schema.items():
+        if isinstance(spec, dict) and raw.get(key) is None:
+            raw[key] = {}
+    return raw
+
+
+def validate_test_options(raw, src="options"):
+    """Check and complete the options of ``test.py``.
+
+    Args:
+        raw (dict): the YAML contents (and command-line overrides), plain values.
+        src (str): the file name used in messages.
+
+    Returns:
+        dict: every key of :data:`TEST_SCHEMA` plus ``datasets`` (list of dicts with
+        ``name, dataroot_HR, skimage, center_crop, max_images``) and ``kernels`` ('paper' or a list of
+        (sig1, sig2, theta_degrees)); paths absolute.
+
+    Raises:
+        KULNetError: one line naming the key at fault.
+    """
+    raw = dict(raw)
+    datasets = _validate_datasets(raw.pop("datasets", None), src)
+    kernels = _validate_kernels(raw.pop("kernels", None), src)
+    opt = dict(_validate(_pop_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
+    opt["datasets"], opt["kernels"] = datasets, kernels
+    _check_device(opt, src)
+    _check_sizes(opt, src)
+    if any(n < 0 for n in opt["noise"]) or not opt["noise"]:
+        raise KULNetError(f"{src}: noise = {opt['noise']}; give a list of levels >= 0 (0..255 units)")
+    if opt["crop_border"] is None:
+        opt["crop_border"] = opt["scale"]
+    if opt["out"] is None:
+        opt["out"] = resolve_path(os.path.join("results", opt["name"]))
+    return opt
+
+
+def validate_real_options(raw, src="options"):
+    """Check and complete the options of ``test_real.py`` (keys of :data:`REAL_SCHEMA`)."""
+    opt = dict(_validate(_pop_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
+    _check_device(opt, src)
+    _check_sizes(opt, src)
+    if opt["out"] is None:
+        opt["out"] = resolve_path(os.path.join("results", opt["name"]))
+    return opt
+
+
+def checkpoint_hint(path):
+    """The one-line message for a checkpoint file that does not exist."""
+    if os.path.abspath(path) == resolve_path(DEFAULT_CHECKPOINT):
+        return (f"{DEFAULT_CHECKPOINT}: no trained checkpoint yet (none ships with the code); train one with "
+                f"'python codes/train.py -opt options/train/train_x4.yml' and copy "
+                f"experiments/<name>/models/latest_G.pth to {DEFAULT_CHECKPOINT}, or pass --checkpoint PATH "
+                f"(the authors' latest_G.pth loads too)")
+    return (f"{path}: checkpoint not found; check the path (pass --checkpoint PATH or set "
+            f"'checkpoint' in the option file)")
+
+
+def _check_checkpoint(path):
+    if not os.path.isfile(path):
+        raise KULNetError(checkpoint_hint(path))
+
+
+def check_test_paths(opt):
+    """Check the checkpoint, the kernel file and every dataset folder before any work starts.
+
+    Raises:
+        KULNetError: one line for the first missing item.
+    """
+    _check_checkpoint(opt["checkpoint"])
+    if opt["kernel_file"] is not None and not os.path.isfile(opt["kernel_file"]):
+        raise KULNetError(f"{opt['kernel_file']}: kernel file not found; give a .npy of (N, l, l) kernels")
+    for ds in opt["datasets"]:
+        root = ds["dataroot_HR"]
+        if root is not None and not os.path.isdir(root):
+            raise KULNetError(f"{root}: HR folder of dataset '{ds['name']}' does not exist; put the images "
+                              f"there (see datasets/README.md) or change dataroot_HR")
+
+
+def check_real_paths(opt):
+    """Check the checkpoint and the input before any work starts (one-line KULNetError)."""
+    _check_checkpoint(opt["checkpoint"])
+    if not os.path.exists(opt["input"]):
+        raise KULNetError(f"{opt['input']}: input not found; give a folder of LR images or one image")
