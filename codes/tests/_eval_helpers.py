@@ -1,0 +1,51 @@
+"""Helpers shared by the evaluation tests: tiny checkpoints, images, option files, script runs."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import yaml
+
+CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(CODES_DIR)
+TINY_NET = {"which_model_G": "KULNet", "est_nf": 8, "sr_nf": 8, "n_stages": 2}
+
+
+def tiny_model(scale=4, seed=0):
+    """A random-init KULNet with tiny widths (plumbing tests, not quality), in eval mode."""
+    from models.networks import define_G
+
+    torch.manual_seed(seed)
+    return define_G({"scale": scale, "network_G": dict(TINY_NET)}).eval()
+
+
+def write_tiny_checkpoint(path, scale=4, seed=0):
+    """Save a tiny random KULNet with ``save_network``; returns the network_G block to use."""
+    from models.networks import save_network
+
+    save_network(tiny_model(scale, seed), str(path), {"iteration": 0})
+    return dict(TINY_NET)
+
+
+def smooth_image(h, w, seed=0, channels=3):
+    """A smooth random uint8 image (H, W, C): low-resolution noise upsampled with cv2 bicubic."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (max(2, h // 6), max(2, w // 6), channels)).astype(np.float32)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(img, 0, 255).round().astype(np.uint8)
+    return img if channels > 1 and img.ndim == 3 else img.reshape(h, w)
+
+
+def write_yaml(path, data):
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False)
+    return str(path)
+
+
+def run_script(script, *args, timeout=300):
+    """Run ``python codes/<script> args`` from the repository root; returns CompletedProcess."""
+    cmd = [sys.executable, os.path.join(CODES_DIR, script), *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)

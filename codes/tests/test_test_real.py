@@ -1,0 +1,87 @@
+"""test_real.py as a user runs it: good and bad inputs in one folder, outputs, no tracebacks."""
+import cv2
+import numpy as np
+import pytest
+
+from _eval_helpers import run_script, smooth_image, write_tiny_checkpoint, write_yaml
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    ckpt = root / "rand.pth"
+    net = write_tiny_checkpoint(ckpt)
+    opt = write_yaml(root / "real.yml", {"checkpoint": str(ckpt), "network_G": net, "device": "cpu"})
+    return root, opt
+
+
+def _inputs(folder):
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_rgb.png"), smooth_image(20, 28, seed=1))
+    cv2.imwrite(str(folder / "b_gray.png"), smooth_image(20, 24, seed=2, channels=1))
+    rgba = np.dstack([smooth_image(16, 20, seed=3), np.full((16, 20), 200, np.uint8)])
+    cv2.imwrite(str(folder / "c_rgba.png"), rgba)
+    cv2.imwrite(str(folder / "d_16bit.png"), smooth_image(18, 18, seed=4).astype(np.uint16) * 257)
+    (folder / "e_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10)
+    cv2.imwrite(str(folder / "f_tiny.png"), smooth_image(4, 6, seed=5))
+    (folder / "notes.txt").write_text("not an image")
+
+
+def test_bad_inputs_are_reported_and_the_rest_processed(tiny_setup, tmp_path):
+    _, opt = tiny_setup
+    _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    res = run_script("test_real.py", "-opt", opt, "--input", tmp_path / "in", "--out", out)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert "4 of 6 image(s) restored" in res.stdout
+    assert "skipped e_corrupt.png:" in res.stdout and "skipped f_tiny.png:" in res.stdout
+    assert "too small" in res.stdout
+    assert "b_gray.png: done" in res.stdout and "grayscale in, grayscale out" in res.stdout
+    assert "alpha channel dropped" in res.stdout and "16-bit in, 8-bit out" in res.stdout
+
+    sizes = {"a_rgb": (20, 28), "b_gray": (20, 24), "c_rgba": (16, 20), "d_16bit": (18, 18)}
+    for stem, (h, w) in sizes.items():
+        sr = cv2.imread(str(out / f"{stem}_SR.png"), cv2.IMREAD_UNCHANGED)
+        assert sr.shape[:2] == (4 * h, 4 * w)  # the section 8 border is cropped again
+        assert sr.dtype == np.uint8
+        assert sr.ndim == (2 if stem == "b_gray" else 3)
+        k = np.load(out / f"{stem}_kernel.npy")
+        assert k.shape == (21, 21) and k.dtype == np.float32
+        assert abs(float(k.sum()) - 1) < 1e-4 and k.min() >= 0
+        heat = cv2.imread(str(out / f"{stem}_uncertainty.png"))
+        assert heat.shape == (4 * h, 4 * w, 3)
+        assert cv2.imread(str(out / f"{stem}_kernel.png")) is not None
+    for stem in ("e_corrupt", "f_tiny", "notes"):
+        assert not list(out.glob(f"{stem}_*"))
+
+
+def test_single_file_without_border_and_tiled(tiny_setup, tmp_path):
+    _, opt = tiny_setup
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), smooth_image(24, 40, seed=6))
+    out = tmp_path / "out"
+    res = run_script("test_real.py", "-opt", opt, "--input", img, "--out", out, "--no_border", "--tile", "16")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "1 of 1 image(s) restored" in res.stdout and "border off" in res.stdout
+    assert cv2.imread(str(out / "one_SR.png")).shape == (96, 160, 3)
+
+
+def test_nothing_restorable_and_missing_checkpoint_are_one_line_errors(tiny_setup, tmp_path):
+    _, opt = tiny_setup
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"garbage")
+    res = run_script("test_real.py", "-opt", opt, "--input", bad, "--out", tmp_path / "o")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "skipped x.png" in res.stdout
+
+    res = run_script("test_real.py", "--input", bad, "--checkpoint", tmp_path / "none.pth")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "none.pth: checkpoint not found" in line
+
+    res = run_script("test_real.py")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "give -opt" in res.stderr
