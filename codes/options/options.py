@@ -329,5 +329,6 @@ def to_plain(opt):
 
 def dump(opt, path):
     """Write the completed options as YAML (the copy kept in the experiment folder)."""
+    plain = {k: v for k, v in to_plain(opt).items() if k != "opt_path"}  # re-parseable
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_plain(opt), f, sort_keys=False)
+        yaml.safe_dump(plain, f, sort_keys=False)

@@ -88,7 +88,9 @@ def test_short_run_writes_everything(straight_run):
     for name in ("3_G.pth", "6_G.pth", "latest_G.pth"):
         assert os.path.isfile(os.path.join(exp, "models", name))
     assert sorted(os.listdir(os.path.join(exp, "training_state"))) == ["3.state", "6.state"]
-    assert glob.glob(os.path.join(exp, "*_tiny.yml")) and glob.glob(os.path.join(exp, "*_resolved_options.yml"))
+    assert glob.glob(os.path.join(exp, "*_tiny.yml"))
+    resolved = parse(glob.glob(os.path.join(exp, "*_resolved_options.yml"))[0])  # re-parseable copy
+    assert resolved["train"]["niter"] == 6 and resolved["network_G"]["est_nf"] == 8
     assert glob.glob(os.path.join(exp, "tb_logger", "events.out.tfevents.*"))
     for it in (3, 6):
         assert sorted(os.listdir(os.path.join(exp, "val_images", str(it)))) == [
