@@ -12,19 +12,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.modules.operators import A, At
+from models.modules.operators import A, At, kernel_spectrum, resolve_blur_impl
 
 
 def conv_relu_x2(in_ch, out_ch):
     """Two times (conv 3x3, ReLU); keys ``0`` and ``2``."""
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(out_ch, out_ch, 3, padding=1), nn.ReLU())
+    # in-place ReLUs act on fresh conv outputs (exact; saves a large allocation per call)
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(out_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True))
 
 
 def head(nf, out_nc):
     """conv, ReLU, conv, ReLU, conv 1x1 to ``out_nc``; keys ``0``, ``2``, ``4``."""
-    return nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(),
+    return nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(nf, out_nc, 1))
 
 
@@ -128,6 +129,11 @@ class DLSM(nn.Module):
         nf (int): feature width (32 in the paper).
         n_stages (int): T (4 in the paper).
         pad_multiple (int): the U-Net input is padded to a multiple of this (16 = four poolings).
+
+    Speed attributes (not in the state_dict; each equals the plain path to float rounding):
+        blur_impl (str): ``'auto'`` (FFT blur on the CPU for large maps), ``'direct'`` or ``'fft'``.
+        channels_last (bool | None): run the U-Net in channels-last memory format; None (default)
+            chooses it on the CPU, where oneDNN's convolutions are faster in that layout.
     """
 
     def __init__(self, scale=4, in_nc=3, nf=32, n_stages=4, pad_multiple=16):
@@ -135,6 +141,8 @@ class DLSM(nn.Module):
         self.scale = scale
         self.n_stages = n_stages
         self.pad_multiple = pad_multiple
+        self.blur_impl = "auto"
+        self.channels_last = None
         for i in range(n_stages):
             # 0.01 is the standard deviation (torch.normal(mean, std) semantics).
             setattr(self, f"delta_{i}", nn.Parameter(torch.normal(0.1, 0.01, size=(1,))))
@@ -151,10 +159,18 @@ class DLSM(nn.Module):
                 nn.init.xavier_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def _use_channels_last(self, x):
+        if self.channels_last is None:
+            return x.device.type == "cpu"
+        return bool(self.channels_last)
+
     def prior(self, feat):
         """U-Net on fused features: (B, nf, H, W) -> (w, u), each (B, in_nc, H, W)."""
         height, width = feat.shape[-2:]
-        w, u = self.Decoding(self.Encoding(pad_bottom_right(feat, self.pad_multiple)))
+        feat = pad_bottom_right(feat, self.pad_multiple)
+        if self._use_channels_last(feat):
+            feat = feat.contiguous(memory_format=torch.channels_last)
+        w, u = self.Decoding(self.Encoding(feat))
         return w[..., :height, :width], u[..., :height, :width]
 
     def forward(self, y, kernel):
@@ -167,12 +183,15 @@ class DLSM(nn.Module):
         Returns:
             Tensor: (B, in_nc, s*h, s*w), the last stage's estimate (not clamped).
         """
-        x = At(y, kernel, self.scale)
+        hr_size = (y.shape[-2] * self.scale, y.shape[-1] * self.scale)
+        impl = resolve_blur_impl(self.blur_impl, hr_size, y.device)
+        spectrum = kernel_spectrum(kernel, hr_size) if impl == "fft" else None  # shared by the 2T+1 blurs
+        x = At(y, kernel, self.scale, impl, spectrum)
         feats = []
         for i in range(self.n_stages):
-            r = x + At(y - A(x, kernel, self.scale), kernel, self.scale)
+            r = x + At(y - A(x, kernel, self.scale, impl, spectrum), kernel, self.scale, impl, spectrum)
             feats.append(self.conv(x))
             fused = getattr(self, f"Den_con{i + 1}")(torch.cat(feats, dim=1))
             w, u = self.prior(fused)
             x = lsm_prox(r, w, u, getattr(self, f"delta_{i}"))
-        return x
+        return x.contiguous()

@@ -63,6 +63,42 @@ class KULNet(nn.Module):
         self.SR_net = DLSM(scale, in_nc, sr_nf, n_stages)
 
     @property
+    def channels_last(self):
+        """bool | None: channels-last convolutions (speed only, not in the state_dict).
+
+        None (default): the DLSM U-Net in channels-last on the CPU only; True/False: both parts.
+        """
+        return self.SR_net.channels_last
+
+    @channels_last.setter
+    def channels_last(self, value):
+        self.SR_net.channels_last = value
+        self.kernel_extra.channels_last = value
+
+    @property
+    def blur_impl(self):
+        """str: the DLSM blur, ``'auto'`` (FFT on the CPU at large sizes), ``'direct'`` or ``'fft'``."""
+        return self.SR_net.blur_impl
+
+    @blur_impl.setter
+    def blur_impl(self, value):
+        from models.modules.operators import BLUR_IMPLS
+
+        if value not in BLUR_IMPLS:
+            raise KULNetError(f"blur_impl={value!r}: choose one of {BLUR_IMPLS}")
+        self.SR_net.blur_impl = value
+
+    def use_plain_path(self):
+        """Switch off every speed option (direct blur, contiguous layout): the reference numerics.
+
+        Returns:
+            KULNet: self.
+        """
+        self.blur_impl = "direct"
+        self.channels_last = False
+        return self
+
+    @property
     def sample_at_eval(self):
         """bool: whether the latent is sampled in eval mode (the authors' behaviour)."""
         return self.kernel_extra.sample_at_eval
@@ -82,7 +118,7 @@ class KULNet(nn.Module):
             tuple: kernel (B, l, l) float32, >= 0, sums to 1; mean (B, est_nf, h, w);
             log_var (B, est_nf, h, w); and, on request, kernel_map (B, l*l, h, w).
         """
-        kernel, mean, log_var, kernel_map = self.kernel_extra(lr)
+        kernel, mean, log_var, kernel_map = self.kernel_extra(lr, return_kernel_map=return_kernel_map)
         if return_kernel_map:
             return kernel, mean, log_var, kernel_map
         return kernel, mean, log_var
