@@ -1,0 +1,405 @@
+"""KULNet speed benchmark: training step, degradation, inference and FLOPs; prints, never asserts.
+
+Figures (one device, scale and precision per run; median of ``--repeats`` after ``--warmup``):
+
+    train     full training step at batch B, GT G (default 16, 48*s): LR synthesis on the device
+              (data.degradation.Degradation), forward, the three losses (KULNET.md §4), backward,
+              optimiser (the training wrapper ``models.kulnet_model.KULNetModel``; ``--step composed``
+              builds the same step from define_G + losses). ms/step, it/s, peak memory.
+    degrade   one degradation of the training batch (kernels, blur, subsample, noise, quantisation).
+    infer     eval-mode forward (inference_mode) for each LR size in ``--infer_sizes`` (batch 1),
+              ms and peak memory, in ``--infer_precision`` (fp32 as the authors' figures).
+    flops     FLOPs counted by torch.utils.flop_counter on the meta device (no compute): forward
+              and full step at the training size, plus the forward at batch 16, LR 48 (the issue's
+              843 GFLOP reference). Counted on the plain path (direct 21x21 blur), i.e. the nominal
+              work of the authors' network; achieved TFLOP/s = step FLOPs / train ms.
+
+Peak memory: torch.cuda.max_memory_allocated on CUDA (reset before each part); on the CPU the
+process's peak RSS (``resource.getrusage``), which only grows, so parts run smallest first and the
+JSON also gives the rise of the peak during each part. On the CPU the process CPU time per
+iteration is reported too: it is steadier than wall time when other jobs load the cores.
+
+Usage (from the repository root):
+    python codes/benchmarks/benchmark.py [--device auto|cpu|cuda[:N]] [--scale 4]
+        [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
+        [--infer_sizes 128,256] [--infer_precision fp32] [--repeats 10] [--warmup 3]
+        [--channels_last auto|on|off] [--blur auto|direct|fft] [--compile] [--threads N]
+        [--step wrapper|composed] [--json PATH]
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from utils.errors import KULNetError, run_cli  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PARTS = ("train", "degrade", "infer", "flops")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MIB = 1024.0 * 1024.0
+
+
+# ----------------------------------------------------------------------------- helpers
+def _rss_mib():
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform != "darwin" else peak / MIB
+
+
+class _Memory:
+    """Peak memory of one part: CUDA max allocated (reset at entry) or the CPU peak RSS."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.rss0 = _rss_mib()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) / MIB
+            self.kind = "cuda_max_allocated"
+            self.rise = None
+        else:
+            self.peak = _rss_mib()
+            self.kind = "process_peak_rss"
+            self.rise = self.peak - self.rss0
+        return False
+
+    def fields(self):
+        out = {"peak_mem_mib": round(self.peak, 1), "peak_mem_kind": self.kind}
+        if self.rise is not None:
+            out["peak_rss_rise_mib"] = round(self.rise, 1)
+        return out
+
+
+def _time(fn, device, repeats, warmup):
+    """Run ``fn`` warmup + repeats times; wall ms per call (synchronised on CUDA) and CPU ms."""
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    out = {"ms": round(statistics.median(wall), 3), "min_ms": round(min(wall), 3),
+           "repeats": repeats, "warmup": warmup}
+    if not cuda:
+        out["cpu_ms"] = round(statistics.median(cpu), 3)
+    return out
+
+
+def _autocast(device, precision):
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _configure(net, args):
+    """Apply the speed options to a KULNet (unwrapped)."""
+    net.blur_impl = args.blur
+    net.channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
+    return net
+
+
+def _maybe_compile(module, args):
+    return torch.compile(module) if args.compile else module
+
+
+# ----------------------------------------------------------------------------- parts
+def _wrapper_model(args, device):
+    """The training wrapper with the authors' settings at the benchmark's sizes and precision."""
+    from models.kulnet_model import KULNetModel
+    from options.options import parse
+
+    overrides = [f"scale={args.scale}", f"datasets.train.GT_size={args.gt_size}",
+                 f"datasets.train.batch_size={args.batch}", f"train.precision={args.precision}",
+                 f"device={device}"]
+    opt = parse(os.path.join(REPO_ROOT, "options", "train", "train.yml"), overrides, check_paths=False)
+    model = KULNetModel(opt, device=device)
+    _configure(model.net, args)
+    model.net_train = _maybe_compile(model.net_train, args)
+    return model
+
+
+def _composed_step(args, device):
+    """The same step built from define_G + losses + Degradation (no wrapper)."""
+    from data.degradation import Degradation
+    from models.losses import KULNetLoss
+    from models.networks import define_G
+
+    net = _configure(define_G({"scale": args.scale}).to(device).train(), args)
+    run = _maybe_compile(net, args)
+    adam = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    optim = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.999), **adam)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
+    criterion = KULNetLoss(args.scale)
+    degradation = Degradation(args.scale)
+    gen = torch.Generator(device).manual_seed(0)
+    hr = torch.rand(args.batch, 3, args.gt_size, args.gt_size, generator=gen, device=device)
+
+    def step():
+        batch = degradation(hr, generator=gen)
+        optim.zero_grad(set_to_none=True)
+        with _autocast(device, args.precision):
+            out = run(batch.lr)
+        loss, _ = criterion(out, hr, batch.kernel, batch.lr_clean)
+        scaler.scale(loss).backward()
+        scaler.step(optim)
+        scaler.update()
+
+    return step
+
+
+def bench_train(args, device):
+    """Full training step; returns the result dict."""
+    impl = args.step
+    if impl == "wrapper":
+        try:
+            model = _wrapper_model(args, device)
+        except ImportError as err:  # wrapper absent in this checkout
+            print(f"note: training wrapper unavailable ({err}); composing the step", file=sys.stderr)
+            impl = "composed"
+    if impl == "wrapper":
+        gen = torch.Generator(device).manual_seed(0)
+        hr = torch.rand(args.batch, 3, args.gt_size, args.gt_size, generator=gen, device=device)
+        counter = {"it": 0}
+
+        def step():
+            counter["it"] += 1
+            model.feed_data({"hr": hr})
+            model.optimize_parameters(counter["it"])
+    else:
+        step = _composed_step(args, device)
+    with _Memory(device) as mem:
+        timing = _time(step, device, args.repeats, args.warmup)
+    res = {"step_impl": impl, "batch": args.batch, "gt_size": args.gt_size,
+           "lr_size": args.gt_size // args.scale, "precision": args.precision, **timing, **mem.fields()}
+    res["it_per_s"] = round(1e3 / timing["ms"], 3)
+    return res
+
+
+def bench_degrade(args, device):
+    """One degradation of the training batch (no autograd)."""
+    from data.degradation import Degradation
+
+    gen = torch.Generator(device).manual_seed(0)
+    hr = torch.rand(args.batch, 3, args.gt_size, args.gt_size, generator=gen, device=device)
+    deg = Degradation(args.scale)
+    with torch.no_grad(), _Memory(device) as mem:
+        timing = _time(lambda: deg(hr, generator=gen), device, args.repeats, args.warmup)
+    return {"batch": args.batch, "gt_size": args.gt_size, **timing, **mem.fields()}
+
+
+def bench_infer(args, device):
+    """Eval-mode forward at each LR size (batch 1); list of result dicts."""
+    from models.networks import define_G
+
+    torch.manual_seed(0)
+    net = _configure(define_G({"scale": args.scale}).to(device).eval(), args)
+    run = _maybe_compile(net, args)
+    results = []
+    for size in sorted(args.infer_sizes):
+        lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size), device=device)
+        with torch.inference_mode(), _autocast(device, args.infer_precision), _Memory(device) as mem:
+            timing = _time(lambda: run(lr), device, args.repeats, min(args.warmup, 2))
+        results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
+                        **timing, **mem.fields()})
+    return results
+
+
+def count_flops(scale, batch, lr_size, with_step=True):
+    """Nominal FLOPs on the meta device (plain path: direct blur), in GFLOP.
+
+    Returns:
+        dict: ``forward_gflop`` and, with ``with_step``, ``step_gflop`` (forward + losses + backward).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.losses import KULNetLoss
+    from models.networks import define_G
+
+    meta = torch.device("meta")
+    net = define_G({"scale": scale}).to(meta).train()
+    net.use_plain_path()
+    lr = torch.empty(batch, 3, lr_size, lr_size, device=meta)
+    with FlopCounterMode(display=False) as fwd:
+        net(lr)
+    out = {"batch": batch, "lr_size": lr_size, "forward_gflop": round(fwd.get_total_flops() / 1e9, 3)}
+    if with_step:
+        hr = torch.empty(batch, 3, lr_size * scale, lr_size * scale, device=meta)
+        kernel = torch.empty(batch, net.kernel_size, net.kernel_size, device=meta)
+        with FlopCounterMode(display=False) as full:
+            loss, _ = KULNetLoss(scale)(net(lr), hr, kernel)
+            loss.backward()
+        out["step_gflop"] = round(full.get_total_flops() / 1e9, 3)
+    return out
+
+
+def bench_flops(args, device):
+    res = {"train_size": count_flops(args.scale, args.batch, args.gt_size // args.scale),
+           "issue_reference": count_flops(args.scale, 16, 48, with_step=False),
+           "note": "nominal FLOPs of the plain path (direct blur); FFT blurs are not counted"}
+    for size in sorted(args.infer_sizes):
+        res[f"infer_{size}"] = count_flops(args.scale, 1, size, with_step=False)
+    return res
+
+
+# ----------------------------------------------------------------------------- report
+def _table(report):
+    r = report["results"]
+    lines = [f"KULNet benchmark  {report['device_name']} ({report['device']}), torch {report['torch']}, "
+             f"x{report['args']['scale']}, threads {report['threads']}, load {report['load_avg']}",
+             f"{'figure':44s} {'ms':>10s} {'it/s':>8s} {'cpu ms':>10s} {'peak MiB':>10s} {'TFLOP/s':>8s}"]
+
+    def row(label, d, extra=""):
+        ips = f"{1e3 / d['ms']:8.2f}" if d.get("ms") else f"{'':8s}"
+        cpu = f"{d['cpu_ms']:10.1f}" if "cpu_ms" in d else f"{'':10s}"
+        lines.append(f"{label:44s} {d['ms']:10.2f} {ips} {cpu} {d['peak_mem_mib']:10.1f} {extra:>8s}")
+
+    if "train" in r:
+        t = r["train"]
+        tf = f"{t['tflops']:.2f}" if "tflops" in t else ""
+        row(f"train step B{t['batch']} GT{t['gt_size']} {t['precision']} ({t['step_impl']})", t, tf)
+    if "degrade" in r:
+        d = r["degrade"]
+        row(f"degradation B{d['batch']} GT{d['gt_size']}", d)
+    for d in r.get("infer", []):
+        row(f"inference LR {d['lr_size']}x{d['lr_size']} {d['precision']}", d)
+    if "flops" in r:
+        f = r["flops"]
+        ts = f["train_size"]
+        lines.append(f"FLOPs (nominal): forward B{ts['batch']} LR{ts['lr_size']} {ts['forward_gflop']:.1f} GFLOP, "
+                     f"step {ts['step_gflop']:.1f} GFLOP; forward B16 LR48 "
+                     f"{f['issue_reference']['forward_gflop']:.1f} GFLOP (issue: 843)")
+    return "\n".join(lines)
+
+
+def _device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name or 'CPU'} ({os.cpu_count()} logical cores)"
+
+
+def _parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    ap.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
+    ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
+                    help="training autocast precision (fp16 uses a GradScaler, as the authors)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {','.join(PARTS)}")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--gt_size", type=int, default=None, help="HR crop side (default 48*scale)")
+    ap.add_argument("--infer_sizes", default="128,256", help="comma list of LR sides for inference")
+    ap.add_argument("--infer_precision", default="fp32", choices=tuple(PRECISIONS))
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--channels_last", default="auto", choices=("auto", "on", "off"),
+                    help="auto: the DLSM U-Net in channels-last on the CPU only")
+    ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft"),
+                    help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network (off by default)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),
+                    help="training step from models.kulnet_model (default) or composed here")
+    ap.add_argument("--json", default=None, help="write all figures to this JSON file")
+    args = ap.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS]
+    if bad or not parts:
+        raise KULNetError(f"--parts {args.parts}: unknown part(s) {bad}; choose from {','.join(PARTS)}")
+    args.parts = parts
+    if args.gt_size is None:
+        args.gt_size = 48 * args.scale
+    if args.gt_size % args.scale or args.gt_size < args.scale:
+        raise KULNetError(f"--gt_size {args.gt_size}: must be a positive multiple of --scale {args.scale}")
+    try:
+        args.infer_sizes = [int(v) for v in args.infer_sizes.split(",") if v.strip()]
+    except ValueError:
+        raise KULNetError(f"--infer_sizes {args.infer_sizes}: expected integers such as 128,256") from None
+    if any(v < 1 for v in args.infer_sizes) or args.batch < 1 or args.repeats < 1 or args.warmup < 0:
+        raise KULNetError("--infer_sizes, --batch and --repeats must be >= 1 and --warmup >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise KULNetError(f"--threads {args.threads}: must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            raise KULNetError(f"--device {args.device}: not a device name; use auto, cpu or cuda") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise KULNetError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+    if args.precision == "fp16" and device.type == "cpu":
+        print("note: fp16 autocast on the CPU is slow; fp32 or bf16 are the CPU choices", file=sys.stderr)
+
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    report = {"device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
+              "cuda": torch.version.cuda if device.type == "cuda" else None,
+              "threads": torch.get_num_threads(), "load_avg": load, "args": vars(args), "results": {}}
+    results = report["results"]
+    # smallest first: the CPU peak RSS only grows
+    if "flops" in args.parts:
+        results["flops"] = bench_flops(args, device)
+    if "infer" in args.parts:
+        results["infer"] = bench_infer(args, device)
+    if "degrade" in args.parts:
+        results["degrade"] = bench_degrade(args, device)
+    if "train" in args.parts:
+        results["train"] = bench_train(args, device)
+        if "flops" in results:
+            gflop = results["flops"]["train_size"]["step_gflop"]
+            results["train"]["tflops"] = round(gflop / results["train"]["ms"], 4)  # GFLOP/ms = TFLOP/s
+    report["load_avg_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    print(_table(report))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2, default=str)
+        print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    run_cli(main)

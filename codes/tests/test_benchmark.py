@@ -1,0 +1,200 @@
+"""Speed paths equal the plain implementation (float tolerance); the benchmark runs and writes JSON.
+
+No timing asserts: the benchmark smoke test checks the schema and that figures are positive/finite.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from models.modules.operators import (A, At, FFT_MIN_PIXELS, _fast_len, blur_batch, blur_fft,
+                                      blur_transpose_batch, kernel_spectrum, resolve_blur_impl)
+from models.modules.kulnet import KULNet
+from utils.errors import KULNetError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tests are tiny, and spinning OpenMP threads on a loaded 2-core
+    machine make tiny ops up to 40x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _inputs(batch=2, channels=3, height=37, width=52, l=21, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, channels, height, width, generator=gen, dtype=dtype)
+    k = torch.rand(batch, l, l, generator=gen, dtype=dtype)
+    k[:, :, -(l // 5 + 1):] = 0  # asymmetric: a wrong flip or shift shows
+    k[:, :1] = 0
+    return x, k / k.sum(dim=(1, 2), keepdim=True)
+
+
+def _is_even_5_smooth(v):
+    if v % 2:
+        return False
+    for p in (2, 3, 5):
+        while v % p == 0:
+            v //= p
+    return v == 1
+
+
+def test_fast_len_is_even_5_smooth_and_minimal():
+    for n in range(1, 300):
+        m = _fast_len(n)
+        assert m >= n and _is_even_5_smooth(m)
+        assert not any(_is_even_5_smooth(v) for v in range(n, m))
+
+
+@pytest.mark.parametrize("size", [(19, 26), (37, 52), (64, 48), (5, 7)])
+@pytest.mark.parametrize("l", [21, 3, 9])
+def test_fft_blur_equals_direct_float64(size, l):
+    x, k = _inputs(height=size[0], width=size[1], l=l)
+    torch.testing.assert_close(blur_fft(x, k), blur_batch(x, k), rtol=0, atol=1e-13)
+    torch.testing.assert_close(blur_fft(x, k, transpose=True), blur_transpose_batch(x, k), rtol=0, atol=1e-13)
+
+
+def test_fft_blur_float32_and_spectrum_reuse():
+    x, k = _inputs(height=70, width=45, dtype=torch.float32)
+    spec = kernel_spectrum(k, (70, 45))
+    out = blur_fft(x, k, spectrum=spec)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, blur_batch(x, k), rtol=0, atol=2e-6)
+    torch.testing.assert_close(blur_fft(x, None, True, spec), blur_transpose_batch(x, k), rtol=0, atol=2e-6)
+
+
+def test_fft_operators_and_gradients_match_direct():
+    scale = 3
+    x, k = _inputs(height=3 * 13, width=3 * 11)
+    y = torch.rand(2, 3, 13, 11, dtype=torch.float64)
+    torch.testing.assert_close(A(x, k, scale, "fft"), A(x, k, scale), rtol=0, atol=1e-13)
+    torch.testing.assert_close(At(y, k, scale, "fft"), At(y, k, scale), rtol=0, atol=1e-13)
+    grads = []
+    for impl in ("direct", "fft"):
+        xx, kk = x.clone().requires_grad_(), k.clone().requires_grad_()
+        (At(A(xx, kk, scale, impl), kk, scale, impl) ** 2).sum().backward()
+        grads.append((xx.grad, kk.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-10, atol=1e-12)
+
+
+def test_resolve_blur_impl():
+    side = int(math.isqrt(FFT_MIN_PIXELS))
+    assert resolve_blur_impl("auto", (side, side), "cpu") == "fft"
+    assert resolve_blur_impl("auto", (side - 1, side - 1), "cpu") == "direct"
+    assert resolve_blur_impl("auto", (512, 512), "meta") == "direct"  # non-CPU: direct until measured
+    assert resolve_blur_impl("direct", (512, 512), "cpu") == "direct"
+    with pytest.raises(ValueError):
+        resolve_blur_impl("winograd", (8, 8), "cpu")
+
+
+def _nets(scale):
+    torch.manual_seed(scale)
+    fast = KULNet(scale=scale).eval()
+    plain = KULNet(scale=scale).eval()
+    plain.load_state_dict(fast.state_dict())
+    plain.use_plain_path()
+    return fast, plain
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_optimised_network_equals_plain_fp32(scale):
+    """Default speed options (FFT blur, channels-last U-Net on the CPU, in-place ReLUs) vs plain."""
+    fast, plain = _nets(scale)
+    assert fast.blur_impl == "auto" and fast.channels_last is None
+    lr = torch.rand(2, 3, 19, 24, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = fast(lr), plain(lr)
+    torch.testing.assert_close(a.kernel, b.kernel, rtol=0, atol=1e-7)
+    torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.sr, b.sr, rtol=0, atol=2e-5)
+    assert a.sr.is_contiguous() and a.mean.is_contiguous()
+
+
+def test_each_speed_option_alone_equals_plain():
+    fast, plain = _nets(4)
+    lr = torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = plain(lr).sr
+        for blur, cl in (("fft", False), ("direct", True), ("fft", True)):
+            fast.blur_impl, fast.channels_last = blur, cl
+            torch.testing.assert_close(fast(lr).sr, ref, rtol=0, atol=2e-5)
+    with pytest.raises(KULNetError):
+        fast.blur_impl = "winograd"
+
+
+def test_optimised_training_gradients_equal_plain():
+    fast, plain = _nets(2)
+    fast.train(), plain.train()
+    lr = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for net in (fast, plain):
+        torch.manual_seed(7)  # same latent noise
+        out = net(lr)
+        (out.sr.abs().mean() + out.kernel.pow(2).sum() + out.mean.mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_kernel_map_optional_and_state_dict_unchanged():
+    fast, plain = _nets(4)
+    assert list(fast.state_dict()) == list(KULNet(scale=4).state_dict())
+    lr = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        kernel, mean, log_var, kmap = fast.estimate_kernel(lr, return_kernel_map=True)
+        assert kmap.shape == (1, 441, 10, 10) and kmap.is_contiguous()
+        assert fast.kernel_extra(lr, return_kernel_map=False)[3] is None
+        torch.testing.assert_close(kmap.mean(dim=(2, 3)).view(1, 21, 21), kernel)
+
+
+def test_benchmark_smoke(tmp_path, repo_root):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, os.path.join(repo_root, "codes", "benchmarks", "benchmark.py"), "--device", "cpu",
+           "--scale", "2", "--batch", "2", "--gt_size", "32", "--infer_sizes", "16", "--repeats", "1",
+           "--warmup", "0", "--threads", "1", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "train step" in proc.stdout and "inference LR 16x16" in proc.stdout
+    report = json.loads(out.read_text())
+    for key in ("device", "device_name", "torch", "threads", "args", "results"):
+        assert key in report
+    res = report["results"]
+    assert set(res) == {"train", "degrade", "infer", "flops"}
+
+    def positive(d, keys):
+        for key in keys:
+            assert math.isfinite(d[key]) and d[key] > 0, (key, d[key])
+
+    positive(res["train"], ("ms", "it_per_s", "peak_mem_mib", "cpu_ms", "tflops"))
+    assert res["train"]["batch"] == 2 and res["train"]["gt_size"] == 32
+    positive(res["degrade"], ("ms", "peak_mem_mib"))
+    assert [d["lr_size"] for d in res["infer"]] == [16]
+    positive(res["infer"][0], ("ms", "peak_mem_mib"))
+    positive(res["flops"]["train_size"], ("forward_gflop", "step_gflop"))
+    assert res["flops"]["train_size"]["step_gflop"] > res["flops"]["train_size"]["forward_gflop"]
+    positive(res["flops"]["issue_reference"], ("forward_gflop",))
+
+
+def test_flops_match_issue_reference():
+    """The issue's figure: x4 training forward, batch 16, LR 48 = 843 GFLOP (counted on meta, instant)."""
+    from benchmarks.benchmark import count_flops
+
+    gflop = count_flops(4, 16, 48, with_step=False)["forward_gflop"]
+    assert abs(gflop - 843) < 1.0
+
+
+def test_benchmark_bad_arguments(repo_root):
+    script = os.path.join(repo_root, "codes", "benchmarks", "benchmark.py")
+    for extra in (["--parts", "train,warp"], ["--scale", "4", "--gt_size", "30"], ["--infer_sizes", "a"]):
+        proc = subprocess.run([sys.executable, script, "--device", "cpu", *extra], capture_output=True,
+                              text=True, timeout=120, cwd=repo_root)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: "), (extra, proc.stderr)
+        assert "Traceback" not in proc.stderr
