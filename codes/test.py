@@ -93,6 +93,7 @@ def main(argv=None):
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"])
     evaluator = Evaluator(forward, opt["scale"], opt["kernel_size"], opt["crop_border"],
                           opt["seed"], device, opt["baselines"], save_dir, log=tqdm.write)
+    torch.manual_seed(opt["seed"])  # the latent's sampling, when network_G.sample_at_eval is on
     total = sum(len(s.items) for s in hr_sets) * len(kernels) * len(opt["noise"])
     with torch.inference_mode(), tqdm(total=total, unit="img", file=sys.stderr) as bar:
         rows = evaluator.run(hr_sets, kernels, opt["noise"], progress=bar.update)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.lr_dataset import add_real_border, remove_real_border
 from utils.errors import KULNetError, run_cli
 from utils.evaluation import load_model, make_forward, select_device
 from utils.figures import kernel_figure, uncertainty_map
@@ -32,12 +33,15 @@ from utils.image_io import img2tensor, is_image_file, list_images, read_image, t
 from utils.test_options import check_real_paths, load_yaml, validate_real_options
 
 MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
+# --input skimage: these photographs of the installed scikit-image package, used as LR inputs
+SKIMAGE_INPUTS = ("astronaut.png", "chelsea.png", "coffee.png")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="KULNet on real LR photographs.")
     p.add_argument("-opt", default=None, help="option file, e.g. options/test/test_real.yml")
-    p.add_argument("--input", help="a folder of LR images or one image")
+    p.add_argument("--input", help="a folder of LR images, one image, or 'skimage' (demo photographs "
+                   "shipped with scikit-image)")
     p.add_argument("--scale", type=int, help="SR scale (default 4)")
     p.add_argument("--checkpoint", help="weights file (default pretrained/KULNet_x<scale>.pth)")
     p.add_argument("--out", help="output folder (default results/<name>)")
@@ -53,6 +57,11 @@ def build_options(args):
     if args.opt is None and args.input is None:
         raise KULNetError("no input: give -opt options/test/test_real.yml or --input FOLDER_OR_FILE")
     raw = load_yaml(args.opt) if args.opt else {}
+    demo = args.input == "skimage"
+    if demo:
+        import skimage.data
+
+        args.input = skimage.data.data_dir
     if args.scale is not None:
         raw["scale"] = args.scale
         raw.setdefault("name", f"KULNet_x{args.scale}_real")
@@ -70,6 +79,7 @@ def build_options(args):
         raw["device"] = args.device
     opt = validate_real_options(raw, os.path.relpath(args.opt) if args.opt else "command line")
     check_real_paths(opt)
+    opt["files"] = [os.path.join(opt["input"], f) for f in SKIMAGE_INPUTS] if demo else None
     return opt
 
 
@@ -91,8 +101,6 @@ def restore_one(path, forward, opt, device):
     Raises:
         KULNetError: unreadable or too small image (the caller reports it and goes on).
     """
-    from data.lr_dataset import add_real_border, remove_real_border
-
     img, info = read_image(path)
     h, w = img.shape[:2]
     if min(h, w) < MIN_LR_SIZE:
@@ -109,11 +117,10 @@ def restore_one(path, forward, opt, device):
 
     stem = os.path.join(opt["out"], os.path.splitext(os.path.basename(path))[0])
     write_image(f"{stem}_SR.png", tensor2img(sr), grayscale=info.was_grayscale)
-    np.save(f"{stem}_kernel.npy", kernel.astype(np.float32))
+    np.save(f"{stem}_kernel.npy", kernel)
     write_image(f"{stem}_kernel.png", kernel_figure(kernel))
     if out.log_var is not None:
-        log_var = out.log_var[..., border:out.log_var.shape[-2] - border, border:out.log_var.shape[-1] - border]
-        heat, _ = uncertainty_map(log_var, sr.shape[-2:])
+        heat, _ = uncertainty_map(remove_real_border(out.log_var, border, 1), sr.shape[-2:])
         write_image(f"{stem}_uncertainty.png", heat)
     notes = []
     if info.was_grayscale:
@@ -128,7 +135,7 @@ def restore_one(path, forward, opt, device):
 def main(argv=None):
     args = parse_args(argv)
     opt = build_options(args)
-    paths = list_inputs(opt["input"])
+    paths = opt["files"] or list_inputs(opt["input"])
     device = select_device(opt["device"])
     model, _ = load_model(opt, device)
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"])

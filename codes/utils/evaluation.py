@@ -119,6 +119,11 @@ class HRSet:
 
 
 def skimage_loader(name):
+    """Loader of a photograph shipped with scikit-image (read from the installed package).
+
+    Returns:
+        callable: ``() -> np.ndarray float32 (H, W, 3) RGB in [0, 1]``.
+    """
     import skimage.data
 
     if name not in SKIMAGE_PHOTOS:

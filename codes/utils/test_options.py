@@ -165,7 +165,7 @@ def _validate_kernels(raw, src):
     return out
 
 
-def _pop_sections(raw, schema):
+def _with_sections(raw, schema):
     """Give every section of ``schema`` a (possibly empty) dict so that absent ones take defaults."""
     raw = dict(raw)
     for key, spec in schema.items():
@@ -192,7 +192,7 @@ def validate_test_options(raw, src="options"):
     raw = dict(raw)
     datasets = _validate_datasets(raw.pop("datasets", None), src)
     kernels = _validate_kernels(raw.pop("kernels", None), src)
-    opt = dict(_validate(_pop_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
+    opt = dict(_validate(_with_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
     opt["datasets"], opt["kernels"] = datasets, kernels
     _check_device(opt, src)
     _check_sizes(opt, src)
@@ -207,7 +207,7 @@ def validate_test_options(raw, src="options"):
 
 def validate_real_options(raw, src="options"):
     """Check and complete the options of ``test_real.py`` (keys of :data:`REAL_SCHEMA`)."""
-    opt = dict(_validate(_pop_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
+    opt = dict(_validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
     _check_device(opt, src)
     _check_sizes(opt, src)
     if opt["out"] is None:
