@@ -191,7 +191,7 @@ def test_paper_kernels_are_the_default():
 def test_test_options_errors(tmp_path):
     with pytest.raises(KULNetError, match=r"unknown key 'nosie'; did you mean 'noise'"):
         validate_test_options({"nosie": [0]})
-    with pytest.raises(KULNetError, match=r"datasets\[0\]\.dataroot_hr'; did you mean 'dataroot_HR'"):
+    with pytest.raises(KULNetError, match=r"datasets\[0\]\.dataroot_hr'; did you mean 'datasets\[0\]\.dataroot_HR'"):
         validate_test_options({"datasets": [{"name": "S", "dataroot_hr": "x"}]})
     with pytest.raises(KULNetError, match=r"baselines\.bicubc'; did you mean 'baselines\.bicubic'"):
         validate_test_options({"baselines": {"bicubc": True}})

@@ -12,12 +12,11 @@ Public API:
     TEST_SCHEMA, REAL_SCHEMA, DATASET_KEYS, load_yaml, validate_test_options,
     validate_real_options, check_test_paths, check_real_paths, checkpoint_hint
 """
-import difflib
 import os
 
 import yaml
 
-from options.options import _validate, resolve_path
+from options.options import _nearest, _validate, resolve_path
 from options.schema import Key
 from utils.errors import KULNetError
 
@@ -88,12 +87,6 @@ def load_yaml(path):
     return raw
 
 
-def _unknown(src, where, key, valid):
-    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
-    hint = f"did you mean '{match[0]}'?" if match else "valid keys: " + ", ".join(valid)
-    return KULNetError(f"{src}: unknown key '{where}{key}'; {hint}")
-
-
 def _check_device(opt, src):
     dev = opt["device"]
     if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
@@ -118,7 +111,7 @@ def _validate_datasets(raw, src):
             raise KULNetError(f"{src}: {where} = {entry!r}: give name and dataroot_HR (or skimage)")
         for key in entry:
             if key not in DATASET_KEYS:
-                raise _unknown(src, f"{where}.", key, DATASET_KEYS)
+                raise KULNetError(f"{src}: unknown key '{where}.{key}'; {_nearest(key, DATASET_KEYS, where)}")
         has_root, has_sk = entry.get("dataroot_HR") is not None, entry.get("skimage") is not None
         if has_root == has_sk:
             raise KULNetError(f"{src}: {where}: give exactly one of dataroot_HR (a folder of HR "
