@@ -24,12 +24,16 @@ Usage (from the repository root):
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
         [--infer_sizes 128,256] [--infer_precision fp32] [--repeats 10] [--warmup 3]
         [--channels_last auto|on|off] [--blur auto|direct|fft] [--compile] [--threads N]
-        [--step wrapper|composed] [--json PATH]
+        [--step wrapper|composed] [--keep_freed_memory] [--json PATH]
+
+CPU notes: on a machine whose cores are busy with other jobs, OpenMP threads that spin while waiting
+make small ops up to 40x slower; use ``--threads 1`` or start with ``OMP_WAIT_POLICY=PASSIVE``.
+``--keep_freed_memory`` stops glibc returning large freed blocks to the OS (benchmarks/cpu_tuning.py):
+~25% faster x4 CPU inference for ~15% more peak RSS.
 """
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
 import resource
@@ -195,10 +199,33 @@ def bench_train(args, device):
         step = _composed_step(args, device)
     with _Memory(device) as mem:
         timing = _time(step, device, args.repeats, args.warmup)
+    if args.profile:
+        _profile(step, device, args.profile)
     res = {"step_impl": impl, "batch": args.batch, "gt_size": args.gt_size,
            "lr_size": args.gt_size // args.scale, "precision": args.precision, **timing, **mem.fields()}
     res["it_per_s"] = round(1e3 / timing["ms"], 3)
     return res
+
+
+def _profile(step, device, path, steps=3):
+    """Write torch.profiler's op table (sorted by device time, else CPU time) for a few steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts, record_shapes=True) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"{steps} training steps\n")
+        f.write(prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=60))
+        f.write("\n\nby input shape\n")
+        f.write(prof.key_averages(group_by_input_shape=True).table(
+            sort_by=key, row_limit=40, max_name_column_width=40, max_shapes_column_width=90))
+    print(f"wrote {path}")
 
 
 def bench_degrade(args, device):
@@ -333,6 +360,9 @@ def _parse_args(argv):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),
                     help="training step from models.kulnet_model (default) or composed here")
+    ap.add_argument("--profile", default=None, help="also write a torch.profiler table of 3 train steps here")
+    ap.add_argument("--keep_freed_memory", action="store_true",
+                    help="glibc: reuse large freed blocks instead of new mmaps (CPU speed, more RSS)")
     ap.add_argument("--json", default=None, help="write all figures to this JSON file")
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -357,6 +387,10 @@ def _parse_args(argv):
 
 def main(argv=None):
     args = _parse_args(argv)
+    if args.keep_freed_memory:
+        from benchmarks.cpu_tuning import keep_freed_memory
+
+        args.keep_freed_memory = keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -377,7 +411,8 @@ def main(argv=None):
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     report = {"device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
               "cuda": torch.version.cuda if device.type == "cuda" else None,
-              "threads": torch.get_num_threads(), "load_avg": load, "args": vars(args), "results": {}}
+              "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "load_avg": load, "args": vars(args), "results": {}}
     results = report["results"]
     # smallest first: the CPU peak RSS only grows
     if "flops" in args.parts:

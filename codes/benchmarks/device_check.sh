@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One-call GPU check for issue 6 (speed). Run from the repository root on a CUDA machine:
+#     bash codes/benchmarks/device_check.sh            # writes JSON + logs under $OUT (or ./device_check_out)
+# Budget: about 4-5 minutes on an H100: every run has its own timeout, runs are skipped after
+# DEADLINE seconds (default 400), and each run writes its JSON at once, so partial results come back.
+# Dry run on a CPU (checks the script, not the speed):
+#     DEVICE=cpu EXTRA="--batch 1 --gt_size 16 --infer_sizes 8 --repeats 1 --warmup 0 --threads 1" \
+#         bash codes/benchmarks/device_check.sh
+# Targets (H100, faithful numerics): x4/x2 train step <= 45 ms, degradation <= 1 ms,
+# x4 inference LR 256x256 <= 15 ms and <= 1 GiB.
+set -u
+OUT=${OUT:-device_check_out}
+mkdir -p "$OUT"
+LOG="$OUT/log.txt"
+DEVICE=${DEVICE:-cuda}
+EXTRA=${EXTRA:-}
+DEADLINE=${DEADLINE:-400}
+B="python codes/benchmarks/benchmark.py --device $DEVICE"
+run() {  # run <seconds> <name> <args...>
+    local secs=$1 name=$2; shift 2
+    if (( SECONDS + 20 > DEADLINE )); then echo "=== $name: skipped (deadline)" | tee -a "$LOG"; return; fi
+    (( SECONDS + secs > DEADLINE )) && secs=$((DEADLINE - SECONDS))
+    echo "=== $name: $* $EXTRA" | tee -a "$LOG"
+    local t0=$SECONDS
+    # shellcheck disable=SC2086
+    timeout "$secs" $B "$@" $EXTRA --json "$OUT/$name.json" >>"$LOG" 2>&1
+    echo "=== $name: rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
+    tail -n 8 "$LOG" | grep -v "^===" || true
+}
+{ date; nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null; uptime
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# 1. baseline figures of the issue table (defaults: direct blur, NCHW on the GPU), with a profile
+run 80 x4_fp16      --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 20 --warmup 5 \
+    --profile "$OUT/x4_fp16_profile.txt"
+run 45 x4_bf16      --scale 4 --precision bf16 --parts train --repeats 20 --warmup 5
+run 45 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 20 --warmup 5 \
+    --profile "$OUT/x2_fp16_profile.txt"
+run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warmup 5
+# 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
+run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
+run 45 x4_fp16_cl   --scale 4 --precision fp16 --parts infer,train --channels_last on --repeats 20 --warmup 5
+run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --channels_last on --blur fft \
+    --repeats 20 --warmup 3
+# 3. torch.compile (compile time counts in the warm-up only); last, so a slow compile cannot eat the rest
+run 120 x4_fp16_compile --scale 4 --precision fp16 --parts train --compile --channels_last on --repeats 20 \
+    --warmup 3
+echo "done; files in $OUT" | tee -a "$LOG"
+ls -la "$OUT"
