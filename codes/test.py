@@ -20,7 +20,8 @@ from utils.errors import run_cli
 from utils.evaluation import (REPO_ROOT, SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels,
                               kernel_table, load_model, make_forward, paper_table,
                               reproducibility_record, select_device, summarize, write_results)
-from utils.test_options import check_test_paths, load_yaml, validate_test_options
+from options.options import read_yaml
+from utils.test_options import check_test_paths, validate_test_options
 
 DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")
 
@@ -55,7 +56,7 @@ def _dataset_arg(text):
 def build_options(args):
     """Option file + command-line overrides -> validated options (paths checked)."""
     path = args.opt or DEMO_OPTIONS
-    raw = load_yaml(path)
+    raw = read_yaml(path)
     if args.checkpoint:
         raw["checkpoint"] = os.path.abspath(args.checkpoint)
     if args.device:

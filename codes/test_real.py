@@ -30,7 +30,8 @@ from utils.errors import KULNetError, run_cli
 from utils.evaluation import load_model, make_forward, select_device
 from utils.figures import kernel_figure, uncertainty_map
 from utils.image_io import img2tensor, is_image_file, list_images, read_image, tensor2img, write_image
-from utils.test_options import check_real_paths, load_yaml, validate_real_options
+from options.options import read_yaml
+from utils.test_options import check_real_paths, validate_real_options
 
 MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
 # --input skimage: these photographs of the installed scikit-image package, used as LR inputs
@@ -56,7 +57,7 @@ def build_options(args):
     """Option file and/or command line -> validated options (checkpoint and input checked)."""
     if args.opt is None and args.input is None:
         raise KULNetError("no input: give -opt options/test/test_real.yml or --input FOLDER_OR_FILE")
-    raw = load_yaml(args.opt) if args.opt else {}
+    raw = read_yaml(args.opt) if args.opt else {}
     demo = args.input == "skimage"
     if demo:
         import skimage.data

@@ -11,7 +11,6 @@ An existing folder of the same name is renamed with a timestamp unless the run r
 import argparse
 import glob
 import logging
-import math
 import os
 import random
 import re

@@ -15,9 +15,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,6 +23,7 @@ import torch  # noqa: E402
 
 from data.degradation import Degradation, add_noise, blur, quantize, subsample  # noqa: E402
 from data.kernels import make_kernels, random_kernel_params  # noqa: E402
+from benchmarks.timing import time_call  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
 
@@ -45,23 +44,6 @@ def _kernels_only(deg, hr, generator):
     return make_kernels(p, deg.kernel_size, deg.scale)
 
 
-def _time(fn, device, repeats, warmup):
-    """Median and min wall time per call in milliseconds (CUDA: synchronised around each call)."""
-    cuda = device.type == "cuda"
-    for _ in range(warmup):
-        fn()
-    if cuda:
-        torch.cuda.synchronize(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times)
-
-
 def bench(device, batch, gt_size, scale, repeats, warmup):
     """Run the three rows on one device; returns a list of result dicts."""
     device = torch.device(device)
@@ -77,7 +59,8 @@ def bench(device, batch, gt_size, scale, repeats, warmup):
     results = []
     for label, fn in rows:
         with torch.no_grad():
-            med, best = _time(fn, device, repeats, warmup)
+            timing = time_call(fn, device, repeats, warmup)
+            med, best = timing["ms"], timing["min_ms"]
         results.append({
             "device": str(device), "device_name": name, "threads": torch.get_num_threads(),
             "row": label, "batch": batch, "gt_size": gt_size, "scale": scale,

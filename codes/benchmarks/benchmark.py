@@ -37,14 +37,13 @@ import json
 import os
 import platform
 import resource
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.timing import time_call  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -90,28 +89,6 @@ class _Memory:
         if self.rise is not None:
             out["peak_rss_rise_mib"] = round(self.rise, 1)
         return out
-
-
-def _time(fn, device, repeats, warmup):
-    """Run ``fn`` warmup + repeats times; wall ms per call (synchronised on CUDA) and CPU ms."""
-    cuda = device.type == "cuda"
-    for _ in range(warmup):
-        fn()
-    if cuda:
-        torch.cuda.synchronize(device)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        if cuda:
-            torch.cuda.synchronize(device)
-        wall.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    out = {"ms": round(statistics.median(wall), 3), "min_ms": round(min(wall), 3),
-           "repeats": repeats, "warmup": warmup}
-    if not cuda:
-        out["cpu_ms"] = round(statistics.median(cpu), 3)
-    return out
 
 
 def _autocast(device, precision):
@@ -198,7 +175,7 @@ def bench_train(args, device):
     else:
         step = _composed_step(args, device)
     with _Memory(device) as mem:
-        timing = _time(step, device, args.repeats, args.warmup)
+        timing = time_call(step, device, args.repeats, args.warmup)
     if args.profile:
         _profile(step, device, args.profile)
     res = {"step_impl": impl, "batch": args.batch, "gt_size": args.gt_size,
@@ -236,7 +213,7 @@ def bench_degrade(args, device):
     hr = torch.rand(args.batch, 3, args.gt_size, args.gt_size, generator=gen, device=device)
     deg = Degradation(args.scale)
     with torch.no_grad(), _Memory(device) as mem:
-        timing = _time(lambda: deg(hr, generator=gen), device, args.repeats, args.warmup)
+        timing = time_call(lambda: deg(hr, generator=gen), device, args.repeats, args.warmup)
     return {"batch": args.batch, "gt_size": args.gt_size, **timing, **mem.fields()}
 
 
@@ -251,7 +228,7 @@ def bench_infer(args, device):
     for size in sorted(args.infer_sizes):
         lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size), device=device)
         with torch.inference_mode(), _autocast(device, args.infer_precision), _Memory(device) as mem:
-            timing = _time(lambda: run(lr), device, args.repeats, min(args.warmup, 2))
+            timing = time_call(lambda: run(lr), device, args.repeats, min(args.warmup, 2))
         results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
                         **timing, **mem.fields()})
     return results

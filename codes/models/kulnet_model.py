@@ -11,7 +11,6 @@ degradation generator, one set per DDP rank), written atomically.
 import io
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from data.degradation import Degradation
 from models.losses import KULNetLoss
 from models.lr_scheduler import IterationLR
 from models.networks import define_G, load_network, save_network
+from utils.atomic_save import atomic_torch_save
 from utils.errors import KULNetError
 
 STATE_FORMAT = "kulnet_training_state"
@@ -48,23 +48,6 @@ def resolve_precision(name, device):
 def derived_seed(*parts):
     """A 63-bit seed derived from integers (independent streams for rank/purpose/epoch)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def atomic_torch_save(obj, path):
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".state", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class KULNetModel:

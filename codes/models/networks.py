@@ -13,11 +13,11 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 
 import torch
 
 from models.modules.kulnet import KULNet
+from utils.atomic_save import atomic_torch_save
 from utils.errors import KULNetError
 
 PACKAGE_VERSION = "0.1.0"
@@ -116,19 +116,7 @@ def save_network(net, path, meta=None):
     except (TypeError, ValueError) as err:
         raise KULNetError(f"save_network meta: {err}; use plain Python values (int, float, str, lists, dicts)")
     params = {k: v.detach().cpu() for k, v in _strip_prefixes(bare.state_dict()).items()}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": "kulnet", "params": params, "meta": info}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save({"format": "kulnet", "params": params, "meta": info}, path)
 
 
 def _is_state_dict(obj):

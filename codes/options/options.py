@@ -60,7 +60,8 @@ def _join(prefix, key):
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def _nearest(key, valid, prefix):
+def nearest_key(key, valid, prefix):
+    """The hint for an unknown ``key``: the nearest valid key (difflib), else the list of valid keys."""
     match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
     if not match:  # case-insensitive second try (lr_g -> lr_G)
         lower = {v.lower(): v for v in valid}
@@ -169,7 +170,7 @@ def _k_str(choices):
     return Key("str", "KULNet", False, tuple(choices), "network class (models.networks.NETWORKS)")
 
 
-def _validate(raw, schema, prefix, src):
+def validate(raw, schema, prefix, src):
     """Recursively check ``raw`` against ``schema``; returns a completed OptionDict."""
     if raw is None:
         raw = {}
@@ -178,7 +179,7 @@ def _validate(raw, schema, prefix, src):
     for key in raw:
         if key not in schema:
             raise KULNetError(f"{src}: unknown key '{_join(prefix, key)}'; "
-                              f"{_nearest(key, schema, prefix)}")
+                              f"{nearest_key(key, schema, prefix)}")
     out = OptionDict(_path=prefix)
     for key, spec in schema.items():
         where = _join(prefix, key)
@@ -190,7 +191,7 @@ def _validate(raw, schema, prefix, src):
             if key not in raw and where == "datasets.val":
                 out[key] = None  # no validation
                 continue
-            out[key] = _validate(raw.get(key), spec, where, src)
+            out[key] = validate(raw.get(key), spec, where, src)
         elif key in raw:
             out[key] = _coerce(raw[key], spec, where, src)
         elif spec.default is REQUIRED:
@@ -208,8 +209,8 @@ def _validate_network(raw, where, src):
     names, schema = network_schema(which)
     if schema is None:
         raise KULNetError(f"{src}: {where}.which_model_G = {which!r} is unknown; "
-                          f"{_nearest(which, names, '')} (one of {list(names)})")
-    return _validate(raw, schema, where, src)
+                          f"{nearest_key(which, names, '')} (one of {list(names)})")
+    return validate(raw, schema, where, src)
 
 
 def _apply_override(raw, item, src):
@@ -230,7 +231,7 @@ def _apply_override(raw, item, src):
         if not isinstance(schema, dict) or key not in schema:
             valid = schema if isinstance(schema, dict) else {}
             raise KULNetError(f"--set {path}: unknown key '{_join(prefix, key)}'; "
-                              f"{_nearest(key, valid, prefix)}")
+                              f"{nearest_key(key, valid, prefix)}")
         if i == len(keys) - 1:
             node[key] = value
         else:
@@ -282,6 +283,32 @@ def _check_paths(opt, src):
             raise KULNetError(f"{src}: path.{key}: file {p} does not exist")
 
 
+def read_yaml(path, src=None):
+    """Read a YAML option file into a dict (an empty file gives ``{}``).
+
+    Args:
+        path (str): the file. src (str | None): how to name it in messages (default: ``path``).
+
+    Raises:
+        KULNetError: missing file, invalid YAML (with the line), or not a mapping at the top level.
+    """
+    src = src or path
+    if not os.path.isfile(path):
+        raise KULNetError(f"{src}: option file not found; check the path given to -opt")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise KULNetError(f"{src}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise KULNetError(f"{src}: expected 'key: value' lines at the top level")
+    return raw
+
+
 def parse(opt_path, overrides=(), check_paths=True):
     """Read a training option file, apply ``--set`` overrides, validate and complete it.
 
@@ -299,20 +326,10 @@ def parse(opt_path, overrides=(), check_paths=True):
     src = os.path.relpath(opt_path) if os.path.exists(opt_path) else opt_path
     if src.startswith(".."):
         src = os.path.abspath(opt_path)
-    if not os.path.isfile(opt_path):
-        raise KULNetError(f"{opt_path}: option file not found")
-    try:
-        with open(opt_path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise KULNetError(f"{src}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    if not isinstance(raw, dict):
-        raise KULNetError(f"{src}: expected key: value lines at the top level")
+    raw = read_yaml(opt_path, src)
     for item in overrides or ():
         raw = _apply_override(raw, item, src)
-    opt = _validate(raw, TRAIN_SCHEMA, "", src)
+    opt = validate(raw, TRAIN_SCHEMA, "", src)
     _check_semantics(opt, src, check_paths)
     opt["opt_path"] = os.path.abspath(opt_path)
     return opt

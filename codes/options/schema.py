@@ -7,7 +7,7 @@ errors (with the nearest valid key suggested), so a misspelt key never silently 
 The ``network_G`` section is checked against the constructor of the chosen network (its keyword
 arguments are the valid keys), so a network block maps straight onto its constructor.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 REQUIRED = object()  # default marker: the key must be given
 

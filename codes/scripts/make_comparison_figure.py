@@ -25,7 +25,8 @@ from utils.evaluation import (REPO_ROOT, SKIMAGE_PHOTOS, skimage_loader, bicubic
 from utils.figures import comparison_figure  # noqa: E402
 from utils.image_io import read_image, tensor2img, write_image  # noqa: E402
 from utils.metrics import calculate_psnr, kernel_psnr  # noqa: E402
-from utils.test_options import check_test_paths, load_yaml, validate_test_options  # noqa: E402
+from options.options import read_yaml  # noqa: E402
+from utils.test_options import check_test_paths, validate_test_options  # noqa: E402
 
 
 def main(argv=None):
@@ -41,7 +42,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not 1 <= args.kernel <= len(PAPER_KERNELS):
         raise KULNetError(f"--kernel {args.kernel}: choose 1..{len(PAPER_KERNELS)}")
-    raw = load_yaml(args.opt)
+    raw = read_yaml(args.opt)
     raw.pop("datasets", None)
     if args.checkpoint:
         raw["checkpoint"] = os.path.abspath(args.checkpoint)

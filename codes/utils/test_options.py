@@ -9,14 +9,12 @@ Relative paths in a YAML file are taken from the repository root, as in the trai
 paths given on the command line are taken from the current directory (the scripts do that).
 
 Public API:
-    TEST_SCHEMA, REAL_SCHEMA, DATASET_KEYS, load_yaml, validate_test_options,
+    TEST_SCHEMA, REAL_SCHEMA, DATASET_KEYS, validate_test_options,
     validate_real_options, check_test_paths, check_real_paths, checkpoint_hint
 """
 import os
 
-import yaml
-
-from options.options import _nearest, _validate, resolve_path
+from options.options import nearest_key, resolve_path, validate
 from options.schema import Key
 from utils.errors import KULNetError
 
@@ -65,28 +63,6 @@ REAL_SCHEMA = {
 }
 
 
-def load_yaml(path):
-    """Read a YAML option file into a dict.
-
-    Raises:
-        KULNetError: missing file, invalid YAML, or not a mapping at the top level.
-    """
-    if not os.path.isfile(path):
-        raise KULNetError(f"{path}: option file not found; check the path given to -opt")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise KULNetError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise KULNetError(f"{path}: expected 'key: value' lines at the top level")
-    return raw
-
-
 def _check_device(opt, src):
     dev = opt["device"]
     if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
@@ -111,7 +87,7 @@ def _validate_datasets(raw, src):
             raise KULNetError(f"{src}: {where} = {entry!r}: give name and dataroot_HR (or skimage)")
         for key in entry:
             if key not in DATASET_KEYS:
-                raise KULNetError(f"{src}: unknown key '{where}.{key}'; {_nearest(key, DATASET_KEYS, where)}")
+                raise KULNetError(f"{src}: unknown key '{where}.{key}'; {nearest_key(key, DATASET_KEYS, where)}")
         has_root, has_sk = entry.get("dataroot_HR") is not None, entry.get("skimage") is not None
         if has_root == has_sk:
             raise KULNetError(f"{src}: {where}: give exactly one of dataroot_HR (a folder of HR "
@@ -185,7 +161,7 @@ def validate_test_options(raw, src="options"):
     raw = dict(raw)
     datasets = _validate_datasets(raw.pop("datasets", None), src)
     kernels = _validate_kernels(raw.pop("kernels", None), src)
-    opt = dict(_validate(_with_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
+    opt = dict(validate(_with_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
     opt["datasets"], opt["kernels"] = datasets, kernels
     _check_device(opt, src)
     _check_sizes(opt, src)
@@ -200,7 +176,7 @@ def validate_test_options(raw, src="options"):
 
 def validate_real_options(raw, src="options"):
     """Check and complete the options of ``test_real.py`` (keys of :data:`REAL_SCHEMA`)."""
-    opt = dict(_validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
+    opt = dict(validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
     _check_device(opt, src)
     _check_sizes(opt, src)
     if opt["out"] is None:

@@ -1,0 +1,38 @@
+"""Wall-clock timing shared by the benchmark scripts (prints figures; nothing here asserts)."""
+import statistics
+import time
+
+import torch
+
+
+def time_call(fn, device, repeats, warmup):
+    """Run ``fn`` ``warmup`` + ``repeats`` times and time the repeats.
+
+    On CUDA the device is synchronised around each call, so the figure is the GPU time too.
+
+    Args:
+        fn (callable): the work, no arguments. device (torch.device): where it runs.
+        repeats (int): timed calls. warmup (int): untimed calls first.
+
+    Returns:
+        dict: ``ms`` (median wall ms per call), ``min_ms``, ``repeats``, ``warmup``, and on the CPU
+        ``cpu_ms`` (median process CPU ms per call, which stays meaningful on a busy machine).
+    """
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    out = {"ms": round(statistics.median(wall), 3), "min_ms": round(min(wall), 3),
+           "repeats": repeats, "warmup": warmup}
+    if not cuda:
+        out["cpu_ms"] = round(statistics.median(cpu), 3)
+    return out
