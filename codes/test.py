@@ -16,11 +16,11 @@ import sys
 import torch
 from tqdm import tqdm
 
+from options.options import REPO_ROOT, read_yaml
 from utils.errors import run_cli
-from utils.evaluation import (REPO_ROOT, SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels,
-                              kernel_table, load_model, make_forward, paper_table,
-                              reproducibility_record, select_device, summarize, write_results)
-from options.options import read_yaml
+from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, load_model,
+                              make_forward, select_device)
+from utils.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
 from utils.test_options import check_test_paths, validate_test_options
 
 DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")

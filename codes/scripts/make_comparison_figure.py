@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data.degradation import Degradation  # noqa: E402
 from data.kernels import PAPER_KERNELS, paper_kernels  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
-from utils.evaluation import (REPO_ROOT, SKIMAGE_PHOTOS, skimage_loader, bicubic_upsample,  # noqa: E402
+from options.options import REPO_ROOT  # noqa: E402
+from utils.evaluation import (SKIMAGE_PHOTOS, skimage_loader, bicubic_upsample,  # noqa: E402
                               load_hr, load_model, make_forward, select_device)
 from utils.figures import comparison_figure  # noqa: E402
 from utils.image_io import read_image, tensor2img, write_image  # noqa: E402

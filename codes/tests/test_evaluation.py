@@ -15,8 +15,8 @@ from data.degradation import blur_subsample, quantize
 from data.kernels import anisotropic_gaussian_kernels, paper_kernels
 from models.modules.kulnet import KULNetOutput
 from utils.errors import KULNetError
-from utils.evaluation import (COLUMNS, Evaluator, HRSet, ProtocolKernel, build_kernels, paper_table, summarize,
-                              write_results)
+from utils.evaluation import Evaluator, HRSet, ProtocolKernel, build_kernels
+from utils.results import COLUMNS, paper_table, summarize, write_results
 from utils.image_io import tensor2img, write_image
 from utils.metrics import calculate_psnr
 from utils.test_options import check_test_paths, validate_test_options
