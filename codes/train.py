@@ -31,6 +31,7 @@ from models.validation import validate
 from options.options import dump, parse
 from utils.errors import KULNetError, run_cli
 from utils.logger import MessageLogger, get_root_logger, init_tb_logger
+from utils.stop_request import StopRequest, ignore_stop_signals
 
 
 def parse_args(argv=None):
@@ -41,6 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--auto_resume", action="store_true",
                         help="continue from the latest training state of experiments/<name>/")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
+                        help="stop cleanly after this many minutes of wall-clock time, with a "
+                             "checkpoint to --auto_resume from (SIGINT/SIGTERM do the same)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help=argparse.SUPPRESS)  # torch.distributed.launch compatibility
     return parser.parse_args(argv)
@@ -106,6 +110,7 @@ def build_train_loader(opt, rank, world, device):
     loader = DataLoader(
         SeededDataset(dataset), batch_size=per_rank, sampler=sampler, drop_last=True,
         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        worker_init_fn=ignore_stop_signals if workers > 0 else None,
         # its own generator: creating an iterator must not consume the training RNG (exact resume)
         generator=torch.Generator())
     return loader, sampler
@@ -114,6 +119,9 @@ def build_train_loader(opt, rank, world, device):
 def train(args):
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
     opt = parse(args.opt, overrides)  # every option error is reported here, before any work
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise KULNetError(f"--time_budget {args.time_budget}: give a positive number of minutes")
+    stop = StopRequest(args.time_budget).install()
     rank, world, local_rank = init_distributed(opt["device"])
     device = resolve_device(opt["device"], local_rank)
     if device.type == "cuda":
@@ -144,6 +152,7 @@ def train(args):
         val_set = create_dataset({**opt["datasets"]["val"], "phase": "val", "scale": opt["scale"]})
 
     model = create_model(opt, device=device, rank=rank, world_size=world)
+    stop.world_size, stop.device = world, device
     logger.info("precision %s, %d parameters, %d images, %d iterations per epoch", model.precision,
                 sum(p.numel() for p in model.net.parameters()), len(loader.dataset),
                 sampler.batches_per_epoch())
@@ -200,34 +209,45 @@ def train(args):
                                            log_opt["n_val_images"], tb_logger)
                     logger.info("validation at iteration %d: %s", current,
                                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                if current % log_opt["save_checkpoint_freq"] == 0 or current == total:
+                stopping = current < total and stop.should_stop()
+                if current % log_opt["save_checkpoint_freq"] == 0 or current == total or stopping:
                     path = model.save(current, epoch, os.path.join(exp_dir, "models"),
-                                      os.path.join(exp_dir, "training_state"), latest=current == total)
+                                      os.path.join(exp_dir, "training_state"),
+                                      latest=current == total or stopping)
                     if path:
                         logger.info("saved %s", path)
-                if current >= total:
+                if current >= total or stopping:
                     break
                 t_data = time.time()
             else:
                 epoch += 1
+                continue
+            if stop.reason:
+                break
     except KeyboardInterrupt:
         pbar.close()
         logger.warning("interrupted at iteration %d; continue with --auto_resume (from %s)", current,
                        model.last_checkpoint or "the start: no checkpoint yet")
         raise SystemExit(130)
     pbar.close()
+    stop.uninstall()
     if tb_logger is not None:
         tb_logger.close()
-    logger.info("done: %d iterations; weights in %s", current, os.path.join(exp_dir, "models"))
+    if stop.reason:
+        logger.warning("stopped at iteration %d of %d (%s); continue with --auto_resume", current,
+                       total, stop.reason)
+    else:
+        logger.info("done: %d iterations; weights in %s", current, os.path.join(exp_dir, "models"))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
+    return stop.exit_code if stop.reason else 0
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        train(args)
+        return train(args)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -235,4 +255,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     logging.captureWarnings(True)
-    run_cli(main)
+    sys.exit(run_cli(main))

@@ -265,3 +265,42 @@ def test_precision_options_and_grad_clip(tmp_path):
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.net.parameters()]))
     assert norm.item() <= 0.001 * 1.001
     assert all(np.isfinite(v) for v in model.get_current_log().values())
+
+
+def test_time_budget_stops_cleanly_and_resumes_exactly(straight_run, data_dir, tmp_path):
+    """A spent wall-clock budget stops after iteration 1 with a checkpoint there; --auto_resume then
+    finishes the run with the same final weights as the straight run."""
+    opt = _options(tmp_path / "tiny.yml", data_dir, tmp_path / "exp")
+    proc = _run(["codes/train.py", "-opt", opt, "--time_budget", "0.0001"])
+    exp = tmp_path / "exp" / "tiny"
+    assert sorted(os.listdir(exp / "training_state")) == ["1.state"]
+    assert sorted(os.listdir(exp / "models")) == ["1_G.pth", "latest_G.pth"]
+    assert "stopped at iteration 1 of 6 (time budget spent)" in proc.stderr
+    _run(["codes/train.py", "-opt", opt, "--auto_resume"])
+    a, b = _weights(straight_run / "models" / "6_G.pth"), _weights(exp / "models" / "6_G.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_iteration(data_dir, tmp_path):
+    import signal
+    import time
+
+    opt = _options(tmp_path / "tiny.yml", data_dir, tmp_path / "exp", niter=100000)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "codes/train.py", "-opt", opt], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    exp = tmp_path / "exp" / "tiny"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_loss_lines(str(exp))) < 2 and proc.poll() is None:
+        time.sleep(0.2)
+    assert len(_loss_lines(str(exp))) >= 2, "the run did not start"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    match = re.search(r"stopped at iteration (\d+) of 100000 \(SIGTERM received\)", err)
+    assert match, err[-2000:]
+    stopped_at = int(match.group(1))
+    states = sorted(int(name.split(".")[0]) for name in os.listdir(exp / "training_state"))
+    assert stopped_at >= 2 and states[-1] == stopped_at  # the last completed iteration is saved
+    assert (exp / "models" / f"{stopped_at}_G.pth").is_file()
