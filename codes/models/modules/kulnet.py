@@ -89,13 +89,15 @@ class KULNet(nn.Module):
         self.SR_net.blur_impl = value
 
     def use_plain_path(self):
-        """Switch off every speed option (direct blur, contiguous layout): the reference numerics.
+        """Switch off every speed/memory option (direct blur, contiguous layout, unbanded estimator
+        tail): the reference numerics.
 
         Returns:
             KULNet: self.
         """
         self.blur_impl = "direct"
         self.channels_last = False
+        self.kernel_extra.tail_band_rows = 0
         return self
 
     @property
