@@ -4,11 +4,16 @@
     python codes/test_real.py --input FOLDER_OR_FILE --scale 4 [--checkpoint PATH] [--out DIR]
                               [--tile N] [--no_border] [--x8] [--device cpu]
 
-For every image ``<name>`` it writes into the output folder:
+For every image ``<name>.<ext>`` it writes into the output folder:
 ``<name>_SR.png`` (grayscale when the input was grayscale, 8-bit), ``<name>_kernel.npy`` (21x21,
 float32, sums to 1), ``<name>_kernel.png`` (normalised, enlarged) and ``<name>_uncertainty.png``
 (heat map of the estimator's latent variance ``exp(2 log_var)`` averaged over channels, resized to
 the SR size: bright = where the kernel estimate is unsure).
+
+Output names are unique within a run (:func:`output_stems`): when several inputs share a name
+(``a.png`` and ``a.jpg``; compared ignoring case), each of them keeps its extension in the output
+name (``a_png_SR.png``, ``a_jpg_SR.png``, ...); inputs with a name of their own keep ``<name>``. A name
+still taken after that gets ``_2``, ``_3``, ... (in input order).
 
 By default the LR gets the authors' blurred border first (KULNET.md §8) and ``c*s`` pixels are cropped
 from the SR result. RGBA inputs lose their alpha (noted), 16-bit inputs give 8-bit outputs (noted);
@@ -39,7 +44,12 @@ SKIMAGE_INPUTS = ("astronaut.png", "chelsea.png", "coffee.png")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="KULNet on real LR photographs.")
+    p = argparse.ArgumentParser(
+        description="KULNet on real LR photographs.",
+        epilog="Outputs per input <name>.<ext>: <name>_SR.png, <name>_kernel.npy, <name>_kernel.png, "
+        "<name>_uncertainty.png. Inputs that share a name (a.png and a.jpg, ignoring case) keep their "
+        "extension in the output name instead: a_png_SR.png, a_jpg_SR.png, ...; a name still taken "
+        "after that gets _2, _3, ... in input order.")
     p.add_argument("-opt", default=None, help="option file, e.g. options/test/test_real.yml")
     p.add_argument("--input", help="a folder of LR images, one image, or 'skimage' (demo photographs "
                    "shipped with scikit-image)")
@@ -93,8 +103,44 @@ def list_inputs(path):
     return [path]
 
 
-def restore_one(path, forward, opt, device):
+def output_stems(paths):
+    """Unique output name stems for the input files, in input order.
+
+    ``<name>`` for ``<name>.<ext>``; every input whose ``<name>`` another input shares (compared
+    ignoring case, for case-insensitive file systems) gets ``<name>_<ext>`` (extension as written);
+    a stem still taken after that gets ``_2``, ``_3``, ... .
+
+    Args:
+        paths (list[str]): input image paths.
+
+    Returns:
+        list[str]: one file-name stem per path, pairwise different ignoring case.
+    """
+    parts = [os.path.splitext(os.path.basename(p)) for p in paths]
+    counts = {}
+    for stem, _ in parts:
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    wanted = [f"{stem}_{ext.lstrip('.')}" if counts[stem.casefold()] > 1 else stem for stem, ext in parts]
+    taken, stems = set(), []
+    for stem in wanted:
+        unique, n = stem, 1
+        while unique.casefold() in taken:
+            n += 1
+            unique = f"{stem}_{n}"
+        taken.add(unique.casefold())
+        stems.append(unique)
+    return stems
+
+
+def restore_one(path, forward, opt, device, stem=None):
     """Restore one photo and write its outputs.
+
+    Args:
+        path (str): the LR image.
+        forward (callable): ``forward(lr (1, 3, h, w)) -> KULNetOutput`` (see ``make_forward``).
+        opt (dict): validated options (``scale``, ``border``, ``out``).
+        device (torch.device): where to run.
+        stem (str | None): output file-name stem (default: the input's name without extension).
 
     Returns:
         str: notes about conversions ('' when none).
@@ -116,7 +162,9 @@ def restore_one(path, forward, opt, device):
     sr = remove_real_border(out.sr, border, scale)
     kernel = out.kernel[0].float().cpu().numpy()
 
-    stem = os.path.join(opt["out"], os.path.splitext(os.path.basename(path))[0])
+    if stem is None:
+        stem = os.path.splitext(os.path.basename(path))[0]
+    stem = os.path.join(opt["out"], stem)
     write_image(f"{stem}_SR.png", tensor2img(sr), grayscale=info.was_grayscale)
     np.save(f"{stem}_kernel.npy", kernel)
     write_image(f"{stem}_kernel.png", kernel_figure(kernel))
@@ -146,16 +194,18 @@ def main(argv=None):
 
     done, skipped = 0, []
     with torch.inference_mode():
-        for path in tqdm(paths, unit="img", file=sys.stderr):
+        for path, stem in tqdm(list(zip(paths, output_stems(paths))), unit="img", file=sys.stderr):
             name = os.path.basename(path)
             start = time.perf_counter()
             try:
-                notes = restore_one(path, forward, opt, device)
+                notes = restore_one(path, forward, opt, device, stem)
             except KULNetError as err:
                 skipped.append(name)
                 tqdm.write(f"skipped {name}: {err}")
                 continue
             done += 1
+            if stem != os.path.splitext(name)[0]:
+                notes = "; ".join(filter(None, [f"outputs named {stem}_* (name shared)", notes]))
             tqdm.write(f"{name}: done in {time.perf_counter() - start:.2f} s" + (f" ({notes})" if notes else ""))
     summary = f"{done} of {len(paths)} image(s) restored into {opt['out']}"
     if skipped:
