@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.errors import KULNetError
-from utils.image_io import img2tensor, list_images, mod_crop, read_image
+from utils.image_io import image_size, img2tensor, list_images, mod_crop, read_image
 
 
 def _item_rng():
@@ -65,6 +65,17 @@ class HRDataset(Dataset):
         self.paths = list_images(folder)
         self.scale, self.phase, self.gt_size = int(scale), phase, gt_size
         self.use_flip, self.use_rot = use_flip, use_rot
+        if phase == "train":
+            self._check_sizes()
+
+    def _check_sizes(self):
+        """Report an image smaller than the crop now (from the headers), not hours into training."""
+        size = int(self.gt_size)
+        for path in self.paths:
+            hw = image_size(path)
+            if hw is not None and min(hw) < size:
+                raise KULNetError(f"{path}: image is {hw[0]}x{hw[1]}, smaller than the training crop "
+                                  f"GT_size={size}; remove it or lower GT_size")
 
     def __len__(self):
         return len(self.paths)

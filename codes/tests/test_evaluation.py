@@ -168,6 +168,14 @@ def test_grid_rows_results_files_schema(tmp_path):
     assert (tmp_path / "images" / "B" / "img0_noise0_k1_kernel.png").is_file()
 
 
+def test_crop_border_larger_than_the_image_is_a_one_line_error():
+    opt = validate_test_options({"kernels": [[2.0, 0.5, 0]], "datasets": [{"name": "A", "dataroot_HR": "a"}]})
+    ev = _evaluator(_noisy_forward, {"bicubic": False, "non_blind": False})
+    ev.crop = 500
+    with pytest.raises(KULNetError, match=r"A/img0: crop_border = 500 leaves nothing of its \d+x\d+ pixels"):
+        ev.run([_hr_set("A", 1)], build_kernels(opt), [0])
+
+
 def test_noise_is_seeded_per_cell_independently_of_the_grid():
     opt = validate_test_options({"kernels": [[2.0, 0.5, 0], [4.0, 3.0, 165]], "noise": [10]})
     kernels = build_kernels(opt)

@@ -16,5 +16,20 @@ def run_cli(main):
     try:
         return main()
     except KULNetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        # A KULNetError raised in a data-loader worker comes back re-wrapped with the worker's
+        # traceback in its message; keep only the user's line.
+        if "KULNetError: " not in str(err):
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(err):
+    """The user's line of an error, also when a data-loader worker wrapped it with a traceback."""
+    text = str(err).strip()
+    if "KULNetError: " in text:
+        text = text.rsplit("KULNetError: ", 1)[1]
+    return text.splitlines()[0] if text else type(err).__name__

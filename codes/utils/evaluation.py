@@ -22,7 +22,7 @@ SSIM is NaN for images smaller than its 11x11 window and NaN values are left out
 Summaries, tables and results files: :mod:`utils.results`.
 
 Public API:
-    ProtocolKernel, HRSet, build_kernels, build_hr_sets, skimage_loader, load_hr, select_device, load_model, make_forward,
+    ProtocolKernel, HRSet, build_kernels, build_hr_sets, skimage_loader, load_hr, load_model, make_forward,
     bicubic_upsample, Evaluator
 """
 import os
@@ -150,15 +150,6 @@ def load_hr(loader, scale, center_crop=None):
 
 
 # ---------------------------------------------------------------------------------------- runtime
-def select_device(name="auto"):
-    """``'auto'``: CUDA when available, else the CPU; otherwise ``torch.device(name)`` (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KULNetError(f"device={name}: CUDA is not available on this machine; use --device cpu or auto")
-    return torch.device(name)
-
-
 def load_model(opt, device):
     """Build the network of ``opt`` (scale, kernel_size, network_G), load ``opt['checkpoint']``.
 
@@ -296,6 +287,10 @@ class Evaluator:
                     generator = torch.Generator(device=self.device).manual_seed(self.seed)
                     for name, loader in hs.items:
                         hr_np = load_hr(loader, self.scale, hs.center_crop)
+                        if 2 * self.crop >= min(hr_np.shape[:2]):
+                            raise KULNetError(f"{hs.name}/{name}: crop_border = {self.crop} leaves nothing "
+                                              f"of its {hr_np.shape[0]}x{hr_np.shape[1]} pixels; lower "
+                                              f"crop_border or leave this image out")
                         hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(self.device)
                         m, sr, k_est = self.evaluate_image(hr, tk, noise, generator)
                         row = {"dataset": hs.name, "image": name, "noise": float(noise), "kernel": tk.index,
