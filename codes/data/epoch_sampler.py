@@ -86,7 +86,9 @@ class SeededDataset(Dataset):
             with torch.random.fork_rng(devices=[]):
                 random.seed(seed)
                 np.random.seed(seed)
-                torch.manual_seed(seed)
+                # CPU generator only: torch.manual_seed would also reset the CUDA generators, which
+                # fork_rng(devices=[]) does not restore (the main process's stream when n_workers=0)
+                torch.random.default_generator.manual_seed(seed)
                 return self.dataset[index]
         finally:
             random.setstate(py_state)
