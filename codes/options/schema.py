@@ -76,7 +76,7 @@ DEGRADATION = {
     "sig1": _k("float", None, help="fixed kernel (random_kernel false): first eigenvalue"),
     "sig2": _k("float", None, help="fixed kernel: second eigenvalue"),
     "theta": _k("float", None, help="fixed kernel: angle in radians"),
-    "jpeg_low": _k("int", None, minimum=1, help="JPEG quality ~ U(jpeg_low, 100); None: no JPEG"),
+    "jpeg_low": _k("int", None, minimum=0, help="JPEG quality ~ U(jpeg_low, 100); None: no JPEG"),
 }
 
 TRAIN = {
