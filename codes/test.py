@@ -17,9 +17,10 @@ import torch
 from tqdm import tqdm
 
 from options.options import REPO_ROOT, read_yaml
+from utils.device import resolve_device
 from utils.errors import run_cli
 from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, load_model,
-                              make_forward, select_device)
+                              make_forward)
 from utils.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
 from utils.test_options import check_test_paths, validate_test_options
 
@@ -83,7 +84,7 @@ def main(argv=None):
     opt = build_options(args)
     kernels = build_kernels(opt)
     hr_sets = build_hr_sets(opt["datasets"])
-    device = select_device(opt["device"])
+    device = resolve_device(opt["device"])
     model, meta = load_model(opt, device)
     record = reproducibility_record(opt, device, meta)
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | "

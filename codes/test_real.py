@@ -31,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from data.lr_dataset import add_real_border, remove_real_border
+from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
-from utils.evaluation import load_model, make_forward, select_device
+from utils.evaluation import load_model, make_forward
 from utils.figures import kernel_figure, uncertainty_map
 from utils.image_io import img2tensor, is_image_file, list_images, read_image, tensor2img, write_image
 from options.options import read_yaml
@@ -185,7 +186,7 @@ def main(argv=None):
     args = parse_args(argv)
     opt = build_options(args)
     paths = opt["files"] or list_inputs(opt["input"])
-    device = select_device(opt["device"])
+    device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"])
     os.makedirs(opt["out"], exist_ok=True)

@@ -26,9 +26,10 @@ from torch.utils.data import DataLoader
 from data import create_dataset
 from data.epoch_sampler import EpochSampler, SeededDataset
 from models import create_model
-from models.kulnet_model import derived_seed, load_training_state, resolve_device
+from models.kulnet_model import derived_seed, load_training_state
 from models.validation import validate
 from options.options import dump, parse
+from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.logger import MessageLogger, get_root_logger, init_tb_logger
 from utils.stop_request import StopRequest, ignore_stop_signals

@@ -22,20 +22,10 @@ from models.losses import KULNetLoss
 from models.lr_scheduler import IterationLR
 from models.networks import define_G, load_network, save_network
 from utils.atomic_save import atomic_torch_save
+from utils.device import resolve_device
 from utils.errors import KULNetError
 
 STATE_FORMAT = "kulnet_training_state"
-
-
-def resolve_device(name="auto", local_rank=0):
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
-    if name == "auto":
-        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif name == "cuda":
-        name = f"cuda:{local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KULNetError(f"device = {name!r}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
 
 
 def resolve_precision(name, device):

@@ -19,10 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.degradation import Degradation  # noqa: E402
 from data.kernels import PAPER_KERNELS, paper_kernels  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 from options.options import REPO_ROOT  # noqa: E402
 from utils.evaluation import (SKIMAGE_PHOTOS, skimage_loader, bicubic_upsample,  # noqa: E402
-                              load_hr, load_model, make_forward, select_device)
+                              load_hr, load_model, make_forward)
 from utils.figures import comparison_figure  # noqa: E402
 from utils.image_io import read_image, tensor2img, write_image  # noqa: E402
 from utils.metrics import calculate_psnr, kernel_psnr  # noqa: E402
@@ -52,7 +53,7 @@ def main(argv=None):
     opt = validate_test_options(raw, os.path.relpath(args.opt))
     check_test_paths({**opt, "datasets": []})
     scale = opt["scale"]
-    device = select_device(opt["device"])
+    device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
     forward = make_forward(model, scale, opt["tile"], opt["tile_overlap"], opt["x8"])
 

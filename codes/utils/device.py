@@ -1,0 +1,33 @@
+"""Choosing the device: CUDA when present, overridable, checked with a one-line error."""
+import torch
+
+from utils.errors import KULNetError
+
+
+def resolve_device(name="auto", local_rank=0):
+    """The ``torch.device`` for a device option.
+
+    Args:
+        name (str): ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        local_rank (int): the GPU used for ``auto``/``cuda`` (the process's rank under torchrun).
+
+    Raises:
+        KULNetError: CUDA asked for but absent, or a GPU index the machine does not have.
+    """
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise KULNetError(f"device = {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise KULNetError(f"device = {name!r}: CUDA is not available here; use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise KULNetError(f"device = {name!r}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    elif device.type != "cpu":
+        raise KULNetError(f"device = {name!r}: use auto, cpu, cuda or cuda:N")
+    return device
