@@ -71,7 +71,37 @@ def define_G(opt):
         if key not in allowed:
             raise KULNetError(f"network_G.{key}: unknown option for {name}; allowed: {sorted(allowed)}")
     kwargs.update(net_opt)
-    return constructor(**kwargs)
+    net = constructor(**kwargs)
+    net.network_G = {"which_model_G": name, **net_opt}  # recorded in our checkpoints
+    return net
+
+
+ARCHITECTURE_KEYS = ("in_nc", "est_nf", "sr_nf", "n_stages")  # fixed by the weights, unlike sample_at_eval
+
+
+def network_options_for_checkpoint(opt, path):
+    """``opt['network_G']`` completed with the architecture recorded in our checkpoint at ``path``.
+
+    A checkpoint of ours records the widths it was trained with, so a user need not repeat them in
+    the test options. An explicit option that differs from both the default and the checkpoint is
+    an error; the authors' files record nothing, and ``opt`` is returned unchanged for them.
+
+    Returns:
+        dict: the network_G block to build the network with.
+    """
+    net_opt = dict(opt.get("network_G") or {})
+    saved = (_read(path)[2].get("network_G") or {})
+    constructor = NETWORKS.get(net_opt.get("which_model_G", "KULNet"), KULNet)
+    defaults = {k: p.default for k, p in inspect.signature(constructor).parameters.items()}
+    for key in ARCHITECTURE_KEYS:
+        if key not in saved:
+            continue
+        given = net_opt.get(key, defaults.get(key))
+        if given != saved[key] and given != defaults.get(key):
+            raise KULNetError(f"{path}: trained with network_G.{key} = {saved[key]}, the options say {given}; "
+                              f"remove network_G.{key} from the options or use another checkpoint")
+        net_opt[key] = saved[key]
+    return net_opt
 
 
 def _bare(net):
@@ -105,11 +135,13 @@ def save_network(net, path, meta=None):
         net (nn.Module): the network (wrappers and ``module.`` prefixes are removed).
         path (str): destination ``.pth`` file; folders are created.
         meta (dict | None): extra plain-Python metadata (e.g. ``iteration``), merged over the defaults
-            ``scale``, ``kernel_size``, ``model``, ``code_version``, ``iteration`` (None).
+            ``scale``, ``kernel_size``, ``model``, ``code_version``, ``iteration`` (None) and
+            ``network_G`` (the block :func:`define_G` built the network from, if it did).
     """
     bare = _bare(net)
     info = {"scale": getattr(bare, "scale", None), "kernel_size": getattr(bare, "kernel_size", None),
-            "model": type(bare).__name__, "code_version": code_version(), "iteration": None}
+            "model": type(bare).__name__, "code_version": code_version(), "iteration": None,
+            "network_G": getattr(bare, "network_G", None)}
     info.update(meta or {})
     try:
         json.dumps(info)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.modules.kulnet import KULNet
-from models.networks import PACKAGE_VERSION, code_version, load_network, save_network
+from models.networks import PACKAGE_VERSION, code_version, define_G, load_network, save_network
 from utils.errors import KULNetError
 
 
@@ -164,3 +164,24 @@ def test_partial_checkpoint_strict_and_non_strict(tmp_path):
     meta = load_network(fresh, path, strict=False)
     assert meta["missing_keys"] == ["SR_net.delta_3"] and meta["unexpected_keys"] == ["extra.weight"]
     assert torch.equal(fresh.SR_net.delta_0, net.SR_net.delta_0)
+
+
+def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path):
+    from models.networks import network_options_for_checkpoint
+    from utils.evaluation import load_model
+
+    tiny = {"scale": 4, "kernel_size": 21, "network_G": {"est_nf": 8, "sr_nf": 8, "n_stages": 2}}
+    net = define_G(tiny)
+    path = str(tmp_path / "tiny_x4.pth")
+    save_network(net, path, {"iteration": 1})
+    defaults = {"which_model_G": "KULNet", "in_nc": 3, "est_nf": 64, "sr_nf": 32, "n_stages": 4,
+                "sample_at_eval": False}  # what the validated test options hold when nothing is set
+    opt = {"scale": 4, "kernel_size": 21, "network_G": dict(defaults), "checkpoint": path}
+    assert network_options_for_checkpoint(opt, path)["sr_nf"] == 8
+    model, meta = load_model(opt, torch.device("cpu"))
+    assert meta["network_G"]["n_stages"] == 2
+    lr = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(lr).sr, net.eval()(lr).sr)
+    with pytest.raises(KULNetError, match=r"trained with network_G.sr_nf = 8, the options say 16"):
+        network_options_for_checkpoint({**opt, "network_G": {**defaults, "sr_nf": 16}}, path)

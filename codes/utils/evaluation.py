@@ -151,14 +151,15 @@ def load_hr(loader, scale, center_crop=None):
 
 # ---------------------------------------------------------------------------------------- runtime
 def load_model(opt, device):
-    """Build the network of ``opt`` (scale, kernel_size, network_G), load ``opt['checkpoint']``.
+    """Build the network of ``opt`` (scale, kernel_size, network_G; the widths recorded in one of our
+    checkpoints are used), load ``opt['checkpoint']``.
 
     Returns:
         tuple: (model in eval mode on ``device``, metadata dict from ``load_network``).
     """
-    from models.networks import define_G, load_network
+    from models.networks import define_G, load_network, network_options_for_checkpoint
 
-    model = define_G(opt)
+    model = define_G({**opt, "network_G": network_options_for_checkpoint(opt, opt["checkpoint"])})
     meta = load_network(model, opt["checkpoint"], strict=True, expected_scale=opt["scale"])
     return model.eval().to(device), meta
 
