@@ -7,23 +7,15 @@ the estimated kernel.
 """
 import os
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from data.degradation import Degradation, blur_subsample, quantize
+from utils.figures import kernel_image
 from utils.image_io import tensor2img, write_image
 from utils.metrics import calculate_psnr_batch, calculate_ssim_batch, kernel_psnr
 
 VAL_SEED = 20220101  # fixed: every validation sees the same noisy LR
-
-
-def kernel_to_image(kernel, zoom=8):
-    """(l, l) kernel -> uint8 (l*zoom, l*zoom, 3) image scaled to its maximum (nearest zoom)."""
-    k = kernel.detach().float().cpu()
-    k = (k / k.max().clamp_min(1e-12)).numpy()
-    k = np.kron(k, np.ones((zoom, zoom)))
-    return np.repeat((k * 255).round().astype(np.uint8)[:, :, None], 3, axis=2)
 
 
 @torch.no_grad()
@@ -65,17 +57,17 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
         lr_re = quantize(blur_subsample(hr, out.kernel, scale))
         sums["lr_psnr_y"] += calculate_psnr_batch(lr_re, d.lr_clean, 0).item()
         if count < n_save:
+            k_img = kernel_image(out.kernel[0])
             if save_dir:
                 folder = os.path.join(save_dir, str(iteration))
                 write_image(os.path.join(folder, f"{name}_SR.png"), tensor2img(sr))
-                write_image(os.path.join(folder, f"{name}_kernel.png"), kernel_to_image(out.kernel[0]))
+                write_image(os.path.join(folder, f"{name}_kernel.png"), k_img)
                 gt = os.path.join(save_dir, f"{name}_kernel_GT.png")
                 if not os.path.exists(gt):
-                    write_image(gt, kernel_to_image(d.kernel[0]))
+                    write_image(gt, kernel_image(d.kernel[0]))
             if tb_logger is not None:
                 tb_logger.add_image(f"val/{name}_SR", sr[0].cpu(), iteration)
-                tb_logger.add_image(f"val/{name}_kernel",
-                                    kernel_to_image(out.kernel[0]).transpose(2, 0, 1), iteration)
+                tb_logger.add_image(f"val/{name}_kernel", k_img.transpose(2, 0, 1), iteration)
         count += 1
     metrics = {k: v / max(count, 1) for k, v in sums.items()}
     if tb_logger is not None:

@@ -36,6 +36,7 @@ from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to
 from data.kernels import isotropic_gaussian_kernels  # noqa: E402
 from data.paired_dataset import load_kernel_file  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
+from utils.figures import kernel_image  # noqa: E402
 from utils.image_io import img2tensor, list_images, mod_crop, read_image, tensor2img, write_image  # noqa: E402
 
 KERNEL_PNG_ZOOM = 10
@@ -101,10 +102,7 @@ def build_kernels(args):
 
 def kernel_png(kernel):
     """(l, l) kernel -> uint8 (l*zoom, l*zoom) image, normalised to its maximum, nearest-neighbour zoom."""
-    k = np.asarray(kernel, dtype=np.float64)
-    k = k / k.max() if k.max() > 0 else k
-    img = np.round(k * 255.0).astype(np.uint8)
-    return np.kron(img, np.ones((KERNEL_PNG_ZOOM, KERNEL_PNG_ZOOM), dtype=np.uint8))
+    return kernel_image(kernel, KERNEL_PNG_ZOOM)[:, :, 0]
 
 
 def load_hr_images(folder, scale):
