@@ -257,8 +257,7 @@ def _check_semantics(opt, src, check_paths=True):
     if not deg["random_kernel"] and None in (deg["sig1"], deg["sig2"], deg["theta"]):
         raise KULNetError(f"{src}: degradation.random_kernel is false: set degradation.sig1, sig2 "
                           f"and theta")
-    if opt["kernel_size"] < scale or opt["kernel_size"] % 2 == 0:
-        raise KULNetError(f"{src}: kernel_size = {opt['kernel_size']} must be odd and >= scale")
+    check_kernel_size(opt, src)
     t = opt["train"]
     if t["lr_scheme"] == "CosineAnnealingRestartLR":
         if not t["T_period"]:
@@ -266,6 +265,17 @@ def _check_semantics(opt, src, check_paths=True):
                               f"e.g. [250000, 250000]")
         if t["restart_weights"] and len(t["restart_weights"]) != len(t["T_period"]):
             raise KULNetError(f"{src}: train.restart_weights must have one entry per T_period")
+    check_device(opt, src)
+
+
+def check_kernel_size(opt, src):
+    """``opt['kernel_size']`` must be odd and at least ``opt['scale']`` (training and test options)."""
+    if opt["kernel_size"] < opt["scale"] or opt["kernel_size"] % 2 == 0:
+        raise KULNetError(f"{src}: kernel_size = {opt['kernel_size']} must be odd and >= scale")
+
+
+def check_device(opt, src):
+    """``opt['device']`` must name auto, cpu, cuda or cuda:N (training and test options)."""
     dev = opt["device"]
     if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
         raise KULNetError(f"{src}: device = {dev!r}; use auto, cpu, cuda or cuda:N")

@@ -3,8 +3,9 @@
 Every key is checked before any work starts: an unknown key is a one-line :class:`KULNetError` naming
 it and the nearest valid key, a wrong type names the key and the value, and a missing dataset folder
 or checkpoint is reported in one line by :func:`check_test_paths` / :func:`check_real_paths`.
-The checks of scalar keys and of ``network_G`` are those of the training options
-(:mod:`options.options`); the lists this file adds (``datasets``, ``kernels``) are checked here.
+The checks of scalar keys, of ``device``, of ``kernel_size`` and of ``network_G`` are those of the
+training options (:mod:`options.options`); the lists this file adds (``datasets``, ``kernels``)
+are checked here.
 Relative paths in a YAML file are taken from the repository root, as in the training options;
 paths given on the command line are taken from the current directory (the scripts do that).
 
@@ -14,7 +15,7 @@ Public API:
 """
 import os
 
-from options.options import nearest_key, resolve_path, validate
+from options.options import check_device, check_kernel_size, nearest_key, resolve_path, validate
 from options.schema import Key
 from utils.errors import KULNetError
 
@@ -61,17 +62,6 @@ REAL_SCHEMA = {
     "tile": Key("int", None, nullable=True, minimum=0),
     "tile_overlap": Key("int", 32, minimum=0),
 }
-
-
-def _check_device(opt, src):
-    dev = opt["device"]
-    if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
-        raise KULNetError(f"{src}: device = {dev!r}; use {_DEVICES}")
-
-
-def _check_sizes(opt, src):
-    if opt["kernel_size"] % 2 == 0 or opt["kernel_size"] < opt["scale"]:
-        raise KULNetError(f"{src}: kernel_size = {opt['kernel_size']} must be odd and >= scale")
 
 
 def _validate_datasets(raw, src):
@@ -163,8 +153,8 @@ def validate_test_options(raw, src="options"):
     kernels = _validate_kernels(raw.pop("kernels", None), src)
     opt = dict(validate(_with_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
     opt["datasets"], opt["kernels"] = datasets, kernels
-    _check_device(opt, src)
-    _check_sizes(opt, src)
+    check_device(opt, src)
+    check_kernel_size(opt, src)
     if any(n < 0 for n in opt["noise"]) or not opt["noise"]:
         raise KULNetError(f"{src}: noise = {opt['noise']}; give a list of levels >= 0 (0..255 units)")
     if opt["crop_border"] is None:
@@ -177,8 +167,8 @@ def validate_test_options(raw, src="options"):
 def validate_real_options(raw, src="options"):
     """Check and complete the options of ``test_real.py`` (keys of :data:`REAL_SCHEMA`)."""
     opt = dict(validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
-    _check_device(opt, src)
-    _check_sizes(opt, src)
+    check_device(opt, src)
+    check_kernel_size(opt, src)
     if opt["out"] is None:
         opt["out"] = resolve_path(os.path.join("results", opt["name"]))
     return opt
