@@ -19,9 +19,6 @@ from utils.errors import KULNetError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Used only when models.networks cannot be imported (its constructor is the reference otherwise).
-_FALLBACK_NETWORK_KEYS = {"in_nc": 3, "est_nf": 64, "sr_nf": 32, "n_stages": 4,
-                          "sample_at_eval": False}
 _NETWORK_RESERVED = ("scale", "kernel_size")  # taken from the top level, not from network_G
 
 
@@ -136,20 +133,14 @@ def _coerce(value, spec: Key, where, src):
 
 def network_schema(which_model):
     """Schema of ``network_G`` for a network: its constructor's keyword arguments."""
-    try:
-        from models.networks import NETWORKS
-    except ImportError:
-        NETWORKS = None
-    if NETWORKS is None:
-        params = dict(_FALLBACK_NETWORK_KEYS)
-        names = ("KULNet",)
-    else:
-        names = tuple(NETWORKS)
-        if which_model not in NETWORKS:
-            return names, None
-        sig = inspect.signature(NETWORKS[which_model].__init__)
-        params = {n: p.default for n, p in sig.parameters.items()
-                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    from models.networks import NETWORKS
+
+    names = tuple(NETWORKS)
+    if which_model not in NETWORKS:
+        return names, None
+    sig = inspect.signature(NETWORKS[which_model].__init__)
+    params = {n: p.default for n, p in sig.parameters.items()
+              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     schema = {"which_model_G": _k_str(names)}
     for name, default in params.items():
         if name in _NETWORK_RESERVED:
