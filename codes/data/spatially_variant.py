@@ -110,7 +110,11 @@ def sv_kernel_map(mode, height, width, scale, kernel_size=21, device=None, dtype
     Returns:
         Tensor: (1, l*l, h, w), every kernel sums to 1; expand it to a batch for free.
     """
-    p = sv_kernel_params(mode, height, width, device, positions)
+    return _kernel_map(sv_kernel_params(mode, height, width, device, positions), kernel_size, scale, dtype)
+
+
+def _kernel_map(p, kernel_size, scale, dtype):
+    """Kernel map (1, l*l, h, w) of the per-pixel parameters ``p`` of :func:`sv_kernel_params`."""
     h, w = p["sig1"].shape
     flat = [p[k].reshape(-1) for k in ("sig1", "sig2", "theta")]
     chunks = []
@@ -183,8 +187,8 @@ def degrade_spatially_variant(hr, mode, scale, kernel_size=21, noise=0.0, genera
     if height % scale or width % scale:
         raise KULNetError(f"hr size {height}x{width}: not a multiple of scale {scale}; mod-crop first")
     pos = (range(0, height, scale), range(0, width, scale))
-    kmap = sv_kernel_map(mode, height, width, scale, kernel_size, hr.device, torch.float32, pos)
     params = sv_kernel_params(mode, height, width, hr.device, pos)
+    kmap = _kernel_map(params, kernel_size, scale, torch.float32)
     lr_blur = blur_per_pixel(hr, kmap, stride=scale)
     level = torch.full((b,), float(noise) / 255.0, device=hr.device)
     lr = add_noise(lr_blur, level, generator) if noise > 0 else torch.clamp(lr_blur, 0, 1)
