@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from data.degradation import Degradation
 from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to_radians_authors, paper_kernels
+from models.modules.operators import bicubic_up
 from utils.errors import KULNetError
 from utils.image_io import list_images, mod_crop, read_image, tensor2img, write_image
 from utils.metrics import calculate_psnr, calculate_ssim, kernel_psnr
@@ -183,8 +183,8 @@ def make_forward(model, scale, tile=None, overlap=32, x8=False):
 
 
 def bicubic_upsample(lr, scale):
-    """Bicubic baseline: (B, 3, h, w) -> (B, 3, s*h, s*w), align_corners=False, clamped to [0, 1]."""
-    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    """Bicubic baseline: the operators' ``bicubic_up``, (B, 3, h, w) -> (B, 3, s*h, s*w), clamped to [0, 1]."""
+    return bicubic_up(lr, scale).clamp(0, 1)
 
 
 def _ssim(img1, img2, crop):
