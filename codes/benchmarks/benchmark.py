@@ -44,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks.timing import time_call  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -370,18 +371,9 @@ def main(argv=None):
         args.keep_freed_memory = keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise KULNetError(f"--device {args.device}: not a device name; use auto, cpu or cuda") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise KULNetError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
     if args.precision == "fp16" and device.type == "cpu":
         print("note: fp16 autocast on the CPU is slow; fp32 or bf16 are the CPU choices", file=sys.stderr)
 
