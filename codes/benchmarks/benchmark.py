@@ -159,12 +159,7 @@ def bench_train(args, device):
     """Full training step; returns the result dict."""
     impl = args.step
     if impl == "wrapper":
-        try:
-            model = _wrapper_model(args, device)
-        except ImportError as err:  # wrapper absent in this checkout
-            print(f"note: training wrapper unavailable ({err}); composing the step", file=sys.stderr)
-            impl = "composed"
-    if impl == "wrapper":
+        model = _wrapper_model(args, device)
         gen = torch.Generator(device).manual_seed(0)
         hr = torch.rand(args.batch, 3, args.gt_size, args.gt_size, generator=gen, device=device)
         counter = {"it": 0}
