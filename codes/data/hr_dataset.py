@@ -70,12 +70,15 @@ class HRDataset(Dataset):
 
     def _check_sizes(self):
         """Report an image smaller than the crop now (from the headers), not hours into training."""
-        size = int(self.gt_size)
         for path in self.paths:
             hw = image_size(path)
-            if hw is not None and min(hw) < size:
-                raise KULNetError(f"{path}: image is {hw[0]}x{hw[1]}, smaller than the training crop "
-                                  f"GT_size={size}; remove it or lower GT_size")
+            if hw is not None:
+                self._check_crop_fits(path, *hw)
+
+    def _check_crop_fits(self, path, h, w):
+        if min(h, w) < int(self.gt_size):
+            raise KULNetError(f"{path}: image is {h}x{w}, smaller than the training crop "
+                              f"GT_size={int(self.gt_size)}; remove it or lower GT_size")
 
     def __len__(self):
         return len(self.paths)
@@ -87,9 +90,7 @@ class HRDataset(Dataset):
             return {"hr": img2tensor(mod_crop(img, self.scale))[0], "path": path}
         size = int(self.gt_size)
         h, w = img.shape[:2]
-        if h < size or w < size:
-            raise KULNetError(f"{path}: image is {h}x{w}, smaller than the training crop GT_size={size}; "
-                              f"remove it or lower GT_size")
+        self._check_crop_fits(path, h, w)  # also when the header could not be read
         rng = _item_rng()
         top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
         patch = augment(img[top : top + size, left : left + size], rng, self.use_flip, self.use_rot)
