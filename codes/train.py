@@ -184,7 +184,7 @@ def train(args):
     if current >= total:
         logger.info("nothing to do: the state is at iteration %d >= train.niter %d", current, total)
     try:
-        while current < total:
+        while current < total and not stop.reason:
             sampler.set_epoch(epoch, start_batch)
             start_batch = 0
             t_data = time.time()
@@ -222,9 +222,6 @@ def train(args):
                 t_data = time.time()
             else:
                 epoch += 1
-                continue
-            if stop.reason:
-                break
     except KeyboardInterrupt:
         pbar.close()
         logger.warning("interrupted at iteration %d; continue with --auto_resume (from %s)", current,
