@@ -22,7 +22,7 @@ from utils.errors import KULNetError
 
 PACKAGE_VERSION = "0.1.0"
 NETWORKS = {"KULNet": KULNet}
-_TOP_LEVEL_ARGS = ("scale", "kernel_size")
+TOP_LEVEL_ARGS = ("scale", "kernel_size")  # network arguments set at the top level of the options
 _PREFIXES = ("module.", "_orig_mod.")
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,11 @@ def define_G(opt):
         raise KULNetError(f"network_G.which_model_G={name!r}: unknown network; choose one of {sorted(NETWORKS)}")
     constructor = NETWORKS[name]
     kwargs = {"scale": opt["scale"], "kernel_size": opt.get("kernel_size", 21)}
-    for key in _TOP_LEVEL_ARGS:
+    for key in TOP_LEVEL_ARGS:
         if key in net_opt and net_opt.pop(key) != kwargs[key]:
             raise KULNetError(f"network_G.{key}: differs from the top-level {key}={kwargs[key]!r}; "
                               f"set it in one place only")
-    allowed = set(inspect.signature(constructor).parameters) - set(_TOP_LEVEL_ARGS)
+    allowed = set(inspect.signature(constructor).parameters) - set(TOP_LEVEL_ARGS)
     for key in net_opt:
         if key not in allowed:
             raise KULNetError(f"network_G.{key}: unknown option for {name}; allowed: {sorted(allowed)}")

@@ -19,8 +19,6 @@ from utils.errors import KULNetError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_NETWORK_RESERVED = ("scale", "kernel_size")  # taken from the top level, not from network_G
-
 
 class OptionDict(dict):
     """A dict of options; a missing key raises KULNetError naming its path (never returns None)."""
@@ -133,7 +131,7 @@ def _coerce(value, spec: Key, where, src):
 
 def network_schema(which_model):
     """Schema of ``network_G`` for a network: its constructor's keyword arguments."""
-    from models.networks import NETWORKS
+    from models.networks import NETWORKS, TOP_LEVEL_ARGS
 
     names = tuple(NETWORKS)
     if which_model not in NETWORKS:
@@ -143,7 +141,7 @@ def network_schema(which_model):
               if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     schema = {"which_model_G": _k_str(names)}
     for name, default in params.items():
-        if name in _NETWORK_RESERVED:
+        if name in TOP_LEVEL_ARGS:
             continue
         if isinstance(default, bool):
             t = "bool"
