@@ -105,7 +105,8 @@ def _nets(scale):
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_optimised_network_equals_plain_fp32(scale):
-    """Default speed options (FFT blur, channels-last U-Net on the CPU, in-place ReLUs) vs plain."""
+    """Default speed options (FFT blur, channels-last U-Net on the CPU, fused dense fusion, split
+    decoder concatenations, in-place ReLUs) vs plain."""
     fast, plain = _nets(scale)
     assert fast.blur_impl == "auto" and fast.channels_last is None
     lr = torch.rand(2, 3, 19, 24, generator=torch.Generator().manual_seed(1))
@@ -122,8 +123,11 @@ def test_each_speed_option_alone_equals_plain():
     lr = torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = plain(lr).sr
-        for blur, cl in (("fft", False), ("direct", True), ("fft", True)):
+        for blur, cl, dense, split in (("fft", False, False, False), ("direct", True, False, False),
+                                       ("direct", False, True, False), ("direct", False, False, True),
+                                       ("fft", True, True, True)):
             fast.blur_impl, fast.channels_last = blur, cl
+            fast.SR_net.fused_dense, fast.SR_net.Decoding.split_concat = dense, split
             torch.testing.assert_close(fast(lr).sr, ref, rtol=0, atol=2e-5)
     with pytest.raises(KULNetError):
         fast.blur_impl = "winograd"
@@ -142,6 +146,73 @@ def test_optimised_training_gradients_equal_plain():
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-6, msg=name)
+
+
+def _dlsm_pair(n_stages=3, fused_dense=True, split_concat=True):
+    """A DLSM with the given memory options and a literal twin (same weights, float64)."""
+    from models.modules.dlsm import DLSM
+
+    torch.manual_seed(5)
+    fused = DLSM(scale=2, nf=8, n_stages=n_stages).double()
+    with torch.no_grad():
+        for name, param in fused.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.1)  # biases start at zero: make a wrong bias term show
+    literal = DLSM(scale=2, nf=8, n_stages=n_stages).double()
+    literal.load_state_dict(fused.state_dict())
+    literal.fused_dense, literal.Decoding.split_concat = False, False
+    fused.fused_dense, fused.Decoding.split_concat = fused_dense, split_concat
+    for net in (fused, literal):
+        net.blur_impl, net.channels_last = "direct", False
+        net.delta_0.data.fill_(-0.05)  # t < 0 at some pixels: both prox branches are exercised
+    return fused, literal
+
+
+def test_fused_dense_weights_are_the_composed_maps_float64():
+    """Closed form: Den_con(cat_j conv(X_j)) == conv3x3(cat_j X_j; composed weight, bias)."""
+    fused, _ = _dlsm_pair()
+    xs = [torch.rand(2, 3, 9, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(j))
+          for j in range(3)]
+    for stage in range(3):
+        literal = getattr(fused, f"Den_con{stage + 1}")(torch.cat([fused.conv(x) for x in xs[:stage + 1]], 1))
+        weight, bias = fused.dense_fusion_weights(stage)
+        assert weight.shape == (8, 3 * (stage + 1), 3, 3) and bias.shape == (8,)
+        composed = torch.nn.functional.conv2d(torch.cat(xs[:stage + 1], 1), weight.double(), bias.double(),
+                                              padding=1)
+        torch.testing.assert_close(composed, literal, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fused_dense,split_concat", [(True, False), (False, True), (True, True)])
+def test_memory_options_forward_and_gradients_equal_literal_float64(fused_dense, split_concat):
+    """fused_dense and Decoding.split_concat, alone and together, vs the literal network."""
+    fused, literal = _dlsm_pair(fused_dense=fused_dense, split_concat=split_concat)
+    y = torch.rand(2, 3, 10, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    k = _inputs(l=9)[1]
+    outs, grads = [], []
+    for net in (fused, literal):
+        out = net(y, k)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad for n, p in net.named_parameters()})
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-12)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:  # conv.*, Den_con*.*, D*.0.* get theirs through composed/split weights
+        assert grads[0][name] is not None and grads[0][name].abs().sum() > 0, name
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_fused_dense_under_bf16_autocast_close_to_literal():
+    fused, literal = _dlsm_pair()
+    fused.float(), literal.float()
+    y = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    k = _inputs(l=9, dtype=torch.float32)[1][:1]
+    with torch.no_grad():
+        ref = literal(y, k)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            weight, _ = fused.dense_fusion_weights(2)
+            got = fused(y, k)
+    assert weight.dtype == torch.float32  # composed in fp32, cast by autocast at the conv only
+    assert (got.float() - ref).abs().max() < 0.05
 
 
 def test_kernel_map_optional_and_state_dict_unchanged():

@@ -81,8 +81,33 @@ class Encoding(nn.Module):
         return [e1, e2, e3, e4, e5]
 
 
+def conv_relu_x2_on_pair(block, skip, deep):
+    """``block(cat([skip, upsample_to(deep, skip)]))`` without building the concatenation.
+
+    The first conv is linear in its input channels, so it runs as a conv over ``skip`` plus a conv
+    over the upsampled map (its weight split along the input channels); equal to float rounding.
+    At the HR decoder block D4 this never stores the 3·nf-channel map (x4, LR 256: 384 MiB).
+
+    Args:
+        block (nn.Sequential): :func:`conv_relu_x2`. skip (Tensor): (B, Cs, H, W).
+        deep (Tensor): (B, Cd, H/2, W/2).
+
+    Returns:
+        Tensor: (B, out, H, W).
+    """
+    first = block[0]
+    n_skip = skip.shape[1]
+    out = F.conv2d(skip, first.weight[:, :n_skip], first.bias, padding=1)
+    out += F.conv2d(upsample_to(deep, skip), first.weight[:, n_skip:], padding=1)  # conv backward needs no output
+    return block[3](block[2](block[1](out)))
+
+
 class Decoding(nn.Module):
-    """Decoder D1..D4 ([encoder map, bilinear x2 of the deeper map]) and the ``w``/``u`` heads."""
+    """Decoder D1..D4 ([encoder map, bilinear x2 of the deeper map]) and the ``w``/``u`` heads.
+
+    ``split_concat`` (speed attribute, default True): run each block's first conv without the
+    concatenated map (:func:`conv_relu_x2_on_pair`); False: the literal concatenation.
+    """
 
     def __init__(self, nf, out_nc=3):
         super().__init__()
@@ -92,14 +117,22 @@ class Decoding(nn.Module):
         self.D4 = conv_relu_x2(3 * nf, nf)
         self.w_generator = head(nf, out_nc)
         self.u_generator = head(nf, out_nc)
+        self.split_concat = True
+
+    def _block(self, block, skip, deep):
+        if self.split_concat:
+            return conv_relu_x2_on_pair(block, skip, deep)
+        return block(torch.cat([skip, upsample_to(deep, skip)], dim=1))
 
     def forward(self, feats):
-        """feats from :class:`Encoding` -> (w, u), each (B, out_nc, H, W)."""
-        e1, e2, e3, e4, e5 = feats
-        d = self.D1(torch.cat([e4, upsample_to(e5, e4)], dim=1))
-        d = self.D2(torch.cat([e3, upsample_to(d, e3)], dim=1))
-        d = self.D3(torch.cat([e2, upsample_to(d, e2)], dim=1))
-        d = self.D4(torch.cat([e1, upsample_to(d, e1)], dim=1))
+        """feats from :class:`Encoding` -> (w, u), each (B, out_nc, H, W).
+
+        The list is emptied as the maps are used, so inference frees each one early.
+        """
+        d = feats.pop()
+        while feats:
+            block = (self.D4, self.D3, self.D2, self.D1)[len(feats) - 1]
+            d = self._block(block, feats.pop(), d)
         return self.w_generator(d), self.u_generator(d)
 
 
@@ -134,6 +167,13 @@ class DLSM(nn.Module):
         blur_impl (str): ``'auto'`` (FFT blur on the CPU for large maps), ``'direct'`` or ``'fft'``.
         channels_last (bool | None): run the U-Net in channels-last memory format; None (default)
             chooses it on the CPU, where oneDNN's convolutions are faster in that layout.
+        fused_dense (bool): True (default): the dense fusion ``Den_con_i(cat(conv(X_0), ..,
+            conv(X_i)))`` runs as ONE 3x3 conv over ``cat(X_0, .., X_i)`` with the composed weights
+            (both maps are linear), so each stage keeps its 3-channel estimate instead of a
+            ``nf``-channel feature map at HR size (x4, LR 256: 512 MiB less at the last stage) and
+            does fewer FLOPs. The parameters and their gradients are the same; False: the literal form.
+        Decoding.split_concat (bool): True (default): decoder blocks never build their concatenated
+            input (:func:`conv_relu_x2_on_pair`); False: the literal concatenation.
     """
 
     def __init__(self, scale=4, in_nc=3, nf=32, n_stages=4, pad_multiple=16):
@@ -143,6 +183,7 @@ class DLSM(nn.Module):
         self.pad_multiple = pad_multiple
         self.blur_impl = "auto"
         self.channels_last = None
+        self.fused_dense = True
         for i in range(n_stages):
             # 0.01 is the standard deviation (torch.normal(mean, std) semantics).
             setattr(self, f"delta_{i}", nn.Parameter(torch.normal(0.1, 0.01, size=(1,))))
@@ -164,13 +205,27 @@ class DLSM(nn.Module):
             return x.device.type == "cpu"
         return bool(self.channels_last)
 
-    def prior(self, feat):
-        """U-Net on fused features: (B, nf, H, W) -> (w, u), each (B, in_nc, H, W)."""
-        height, width = feat.shape[-2:]
-        feat = pad_bottom_right(feat, self.pad_multiple)
+    def fuse(self, history, stage):
+        """Dense fusion of the stage estimates: (B, nf, H, W).
+
+        Args:
+            history (list[Tensor]): ``X_0..X_stage`` (``fused_dense``) or ``conv(X_0)..conv(X_stage)``.
+        """
+        if self.fused_dense:
+            weight, bias = self.dense_fusion_weights(stage)
+            return F.conv2d(torch.cat(history, dim=1), weight, bias, padding=1)
+        return getattr(self, f"Den_con{stage + 1}")(torch.cat(history, dim=1))
+
+    def prior(self, history, stage):
+        """U-Net on the fused features of ``history`` (see :meth:`fuse`) -> (w, u), each
+        (B, in_nc, H, W). Only the U-Net's padded input is kept while it runs."""
+        height, width = history[0].shape[-2:]
+        feat = pad_bottom_right(self.fuse(history, stage), self.pad_multiple)
         if self._use_channels_last(feat):
             feat = feat.contiguous(memory_format=torch.channels_last)
-        w, u = self.Decoding(self.Encoding(feat))
+        feats = self.Encoding(feat)
+        del feat  # inference frees the HR input before the decoder's peak
+        w, u = self.Decoding(feats)
         return w[..., :height, :width], u[..., :height, :width]
 
     def forward(self, y, kernel):
@@ -187,11 +242,30 @@ class DLSM(nn.Module):
         impl = resolve_blur_impl(self.blur_impl, hr_size, y.device)
         spectrum = kernel_spectrum(kernel, hr_size) if impl == "fft" else None  # shared by the 2T+1 blurs
         x = At(y, kernel, self.scale, impl, spectrum)
-        feats = []
+        history = []  # X_0..X_i (fused_dense) or conv(X_0)..conv(X_i) (literal form)
         for i in range(self.n_stages):
             r = x + At(y - A(x, kernel, self.scale, impl, spectrum), kernel, self.scale, impl, spectrum)
-            feats.append(self.conv(x))
-            fused = getattr(self, f"Den_con{i + 1}")(torch.cat(feats, dim=1))
-            w, u = self.prior(fused)
+            history.append(x if self.fused_dense else self.conv(x))
+            w, u = self.prior(history, i)
             x = lsm_prox(r, w, u, getattr(self, f"delta_{i}"))
         return x.contiguous()
+
+    def dense_fusion_weights(self, stage):
+        """``Den_con{stage+1}`` composed with ``conv`` applied to each of ``X_0..X_stage``.
+
+        ``Den_con(cat_j(K * X_j + b)) = sum_j W_j (K * X_j + b) + b' = (cat_j W_j K) * cat_j X_j
+        + (sum_j W_j b + b')``, where ``W_j`` is the j-th (nf, nf) block of the 1x1 weight and ``K``,
+        ``b`` the 3x3 conv's weight and bias. Computed outside autocast in the parameters' dtype (at
+        least float32; tiny tensors); autocast casts them for the convolution.
+
+        Returns:
+            tuple: weight (nf, in_nc*(stage+1), 3, 3) and bias (nf,).
+        """
+        den = getattr(self, f"Den_con{stage + 1}")
+        nf = self.conv.out_channels
+        dtype = torch.promote_types(den.weight.dtype, torch.float32)
+        with torch.autocast(den.weight.device.type, enabled=False):
+            blocks = den.weight.to(dtype).reshape(nf, stage + 1, nf)  # (out, j, c)
+            weight = torch.einsum("ojc,cikl->ojikl", blocks, self.conv.weight.to(dtype))
+            bias = den.bias.to(dtype) + blocks.sum(dim=1) @ self.conv.bias.to(dtype)
+        return weight.reshape(nf, -1, *self.conv.kernel_size), bias

@@ -89,14 +89,16 @@ class KULNet(nn.Module):
         self.SR_net.blur_impl = value
 
     def use_plain_path(self):
-        """Switch off every speed/memory option (direct blur, contiguous layout, unbanded estimator
-        tail): the reference numerics.
+        """Switch off every speed/memory option (direct blur, contiguous layout, literal dense
+        fusion and decoder concatenations, unbanded estimator tail): the reference numerics.
 
         Returns:
             KULNet: self.
         """
         self.blur_impl = "direct"
         self.channels_last = False
+        self.SR_net.fused_dense = False
+        self.SR_net.Decoding.split_concat = False
         self.kernel_extra.tail_band_rows = 0
         return self
 
