@@ -79,18 +79,19 @@ def define_G(opt):
 ARCHITECTURE_KEYS = ("in_nc", "est_nf", "sr_nf", "n_stages")  # fixed by the weights, unlike sample_at_eval
 
 
-def network_options_for_checkpoint(opt, path):
+def network_options_for_checkpoint(opt, path, contents=None):
     """``opt['network_G']`` completed with the architecture recorded in our checkpoint at ``path``.
 
     A checkpoint of ours records the widths it was trained with, so a user need not repeat them in
     the test options. An explicit option that differs from both the default and the checkpoint is
     an error; the authors' files record nothing, and ``opt`` is returned unchanged for them.
+    ``contents``: the file as :func:`read_checkpoint` returned it (saves reading it again).
 
     Returns:
         dict: the network_G block to build the network with.
     """
     net_opt = dict(opt.get("network_G") or {})
-    saved = (_read(path)[2].get("network_G") or {})
+    saved = ((contents or read_checkpoint(path))[2].get("network_G") or {})
     constructor = NETWORKS.get(net_opt.get("which_model_G", "KULNet"), KULNet)
     defaults = {k: p.default for k, p in inspect.signature(constructor).parameters.items()}
     for key in ARCHITECTURE_KEYS:
@@ -163,8 +164,9 @@ def _scale_from_name(path):
     return hints.pop() if len(hints) == 1 else None
 
 
-def _read(path):
-    """torch.load on the CPU with weights_only; returns (format, state_dict, meta)."""
+def read_checkpoint(path):
+    """torch.load on the CPU with weights_only; returns (format ``'kulnet'``/``'authors'``,
+    state_dict, meta dict). Unreadable files and files without weights raise KULNetError."""
     if not os.path.isfile(path):
         raise KULNetError(f"{path}: checkpoint not found; check the path (or download the pretrained file)")
     try:
@@ -185,7 +187,7 @@ def _read(path):
                       f"not a training state")
 
 
-def load_network(net, path, strict=True, expected_scale=None):
+def load_network(net, path, strict=True, expected_scale=None, contents=None):
     """Load weights into ``net``, detecting our format or the authors' raw state_dict.
 
     The authors' files carry no metadata, and their tensors are identical in shape at x2, x3 and x4,
@@ -197,6 +199,7 @@ def load_network(net, path, strict=True, expected_scale=None):
         path (str): checkpoint file.
         strict (bool): every key of the network must be in the file and vice versa.
         expected_scale (int | None): the scale the caller expects the checkpoint to have.
+        contents (tuple | None): the file as :func:`read_checkpoint` returned it (not read again).
 
     Returns:
         dict: the metadata (``format`` 'kulnet' or 'authors', ``scale`` (None if unknown),
@@ -208,7 +211,8 @@ def load_network(net, path, strict=True, expected_scale=None):
     """
     bare = _bare(net)
     net_scale = getattr(bare, "scale", None)
-    fmt, params, meta = _read(path)
+    fmt, params, meta = contents or read_checkpoint(path)
+    meta = dict(meta)
     params = _strip_prefixes(params)
     if fmt == "kulnet":
         if meta.get("model") not in (None, type(bare).__name__):

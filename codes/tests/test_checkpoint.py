@@ -166,7 +166,7 @@ def test_partial_checkpoint_strict_and_non_strict(tmp_path):
     assert torch.equal(fresh.SR_net.delta_0, net.SR_net.delta_0)
 
 
-def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path):
+def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path, monkeypatch):
     from models.networks import network_options_for_checkpoint
     from utils.evaluation import load_model
 
@@ -178,7 +178,12 @@ def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path):
                 "sample_at_eval": False}  # what the validated test options hold when nothing is set
     opt = {"scale": 4, "kernel_size": 21, "network_G": dict(defaults), "checkpoint": path}
     assert network_options_for_checkpoint(opt, path)["sr_nf"] == 8
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
     model, meta = load_model(opt, torch.device("cpu"))
+    monkeypatch.undo()
+    assert reads == [path]  # the file is read once for the widths and the weights
     assert meta["network_G"]["n_stages"] == 2
     lr = torch.rand(1, 3, 16, 16)
     with torch.no_grad():

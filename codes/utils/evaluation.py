@@ -157,10 +157,12 @@ def load_model(opt, device):
     Returns:
         tuple: (model in eval mode on ``device``, metadata dict from ``load_network``).
     """
-    from models.networks import define_G, load_network, network_options_for_checkpoint
+    from models.networks import define_G, load_network, network_options_for_checkpoint, read_checkpoint
 
-    model = define_G({**opt, "network_G": network_options_for_checkpoint(opt, opt["checkpoint"])})
-    meta = load_network(model, opt["checkpoint"], strict=True, expected_scale=opt["scale"])
+    path = opt["checkpoint"]
+    contents = read_checkpoint(path)  # read once (~11 MB), used twice
+    model = define_G({**opt, "network_G": network_options_for_checkpoint(opt, path, contents)})
+    meta = load_network(model, path, strict=True, expected_scale=opt["scale"], contents=contents)
     return model.eval().to(device), meta
 
 
