@@ -3,6 +3,7 @@
     python codes/test.py                                  # demo: scikit-image photos, x4 model
     python codes/test.py -opt options/test/test.yml       # Set5 (and the sets listed there)
     python codes/test.py -opt options/test/test.yml --noise 0 5 10 --x8 --device cuda
+    python codes/test.py -opt options/test/test.yml --scale 2   # pretrained/KULNet_x2.pth
 
 Every dataset x noise level x kernel x image is degraded (fixed seed), restored and scored; a line
 per image, the per-kernel table and the nine-kernel average are printed, and the results go to
@@ -22,7 +23,7 @@ from utils.errors import run_cli
 from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, load_model,
                               make_forward)
 from utils.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
-from utils.test_options import check_test_paths, validate_test_options
+from utils.test_options import apply_scale, check_test_paths, validate_test_options
 
 DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")
 
@@ -30,6 +31,8 @@ DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="KULNet synthetic test protocol (nine kernels).")
     p.add_argument("-opt", default=None, help="test option file (default: options/test/test_demo.yml)")
+    p.add_argument("--scale", type=int, help="SR scale (default: the option file's); the shipped "
+                   "checkpoint follows it (pretrained/KULNet_x<scale>.pth)")
     p.add_argument("--checkpoint", help="weights file (ours or the authors' latest_G.pth)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble (flips and transposes)")
@@ -58,6 +61,8 @@ def build_options(args):
     """Option file + command-line overrides -> validated options (paths checked)."""
     path = args.opt or DEMO_OPTIONS
     raw = read_yaml(path)
+    if args.scale is not None:
+        apply_scale(raw, args.scale)
     if args.checkpoint:
         raw["checkpoint"] = os.path.abspath(args.checkpoint)
     if args.device:

@@ -37,7 +37,7 @@ from utils.evaluation import load_model, make_forward
 from utils.figures import kernel_figure, uncertainty_map
 from utils.image_io import img2tensor, is_image_file, list_images, read_image, tensor2img, write_image
 from options.options import read_yaml
-from utils.test_options import check_real_paths, validate_real_options
+from utils.test_options import apply_scale, check_real_paths, validate_real_options
 
 MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
 # --input skimage: these photographs of the installed scikit-image package, used as LR inputs
@@ -75,9 +75,8 @@ def build_options(args):
 
         args.input = skimage.data.data_dir
     if args.scale is not None:
-        raw["scale"] = args.scale
-        raw.setdefault("name", f"KULNet_x{args.scale}_real")
-        raw.setdefault("checkpoint", f"pretrained/KULNet_x{args.scale}.pth")
+        raw.setdefault("name", "KULNet_x4_real")
+        apply_scale(raw, args.scale)
     for key in ("input", "checkpoint", "out"):
         if getattr(args, key):
             raw[key] = os.path.abspath(getattr(args, key))

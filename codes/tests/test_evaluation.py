@@ -235,6 +235,54 @@ def test_test_py_default_run_without_checkpoint_explains_how_to_get_one():
     assert "codes/train.py" in line and "--checkpoint" in line
 
 
+def test_apply_scale_moves_the_shipped_defaults_only():
+    from utils.test_options import apply_scale
+
+    raw = {"name": "KULNet_x4_test", "checkpoint": "pretrained/KULNet_x4.pth"}
+    apply_scale(raw, 2)
+    assert raw == {"name": "KULNet_x2_test", "checkpoint": os.path.join("pretrained", "KULNet_x2.pth"),
+                   "scale": 2}
+    raw = {}  # nothing set: the defaults (x4 file and name) follow the scale
+    apply_scale(raw, 3)
+    assert raw["checkpoint"] == os.path.join("pretrained", "KULNet_x3.pth") and raw["name"] == "KULNet_x3_test"
+    absolute = os.path.join(REPO_ROOT, "pretrained", "KULNet_x4.pth")
+    raw = {"checkpoint": absolute, "name": "mine"}
+    apply_scale(raw, 2)
+    assert raw["checkpoint"] == os.path.join("pretrained", "KULNet_x2.pth") and raw["name"] == "mine"
+    for own in ("experiments/a/models/latest_G.pth", "pretrained/KULNet_x4_old.pth", "/x/pretrained/KULNet_x4.pth"):
+        raw = {"checkpoint": own}
+        apply_scale(raw, 2)
+        assert raw["checkpoint"] == own  # the user's file: a wrong scale is reported when it loads
+
+
+def test_scripts_scale_option_picks_the_shipped_checkpoint(tmp_path):
+    """--scale 2 with the x4 option files asks for pretrained/KULNet_x2.pth (absent here: one line)."""
+    if os.path.exists(os.path.join(REPO_ROOT, "pretrained", "KULNet_x2.pth")):
+        pytest.skip("an x2 checkpoint is installed; the run would evaluate it")
+    for script, opt in (("test.py", "options/test/test.yml"), ("test_real.py", "options/test/test_real.yml")):
+        res = run_script(script, "-opt", opt, "--scale", "2")
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (script, res.stderr)
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith("error: pretrained/KULNet_x2.pth"), (script, line)
+
+
+def test_test_py_scale_option_on_a_checkpoint_of_that_scale(tmp_path):
+    ckpt = tmp_path / "rand_x2.pth"
+    write_tiny_checkpoint(ckpt, scale=2)
+    hr_dir = tmp_path / "HR"
+    write_image(str(hr_dir / "im.png"), smooth_image(40, 36, seed=3))
+    out = tmp_path / "out"
+    res = run_script("test.py", "-opt", "options/test/test.yml", "--scale", "2", "--checkpoint", ckpt,
+                     "--datasets", f"Tiny={hr_dir}", "--device", "cpu", "--out", out, "--no_save_images")
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.load(open(out / "results.json", encoding="utf-8"))
+    assert doc["options"]["scale"] == 2 and doc["options"]["crop_border"] == 2
+    assert len(doc["rows"]) == 9 and doc["rows"][0]["height"] == 40
+    res = run_script("test.py", "-opt", "options/test/test.yml", "--checkpoint", ckpt,
+                     "--datasets", f"Tiny={hr_dir}", "--device", "cpu", "--out", out, "--no_save_images")
+    assert res.returncode == 2 and "checkpoint is x2" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_test_py_end_to_end_with_a_random_checkpoint(tmp_path):
     ckpt = tmp_path / "rand.pth"
     net = write_tiny_checkpoint(ckpt)

@@ -11,9 +11,11 @@ paths given on the command line are taken from the current directory (the script
 
 Public API:
     TEST_SCHEMA, REAL_SCHEMA, DATASET_KEYS, validate_test_options,
-    validate_real_options, check_test_paths, check_real_paths, checkpoint_hint
+    validate_real_options, check_test_paths, check_real_paths, checkpoint_hint, apply_scale,
+    shipped_scale
 """
 import os
+import re
 
 from options.options import check_device, check_kernel_size, nearest_key, resolve_path, validate
 from options.schema import Key
@@ -21,6 +23,38 @@ from utils.errors import KULNetError
 
 _DEVICES = "auto, cpu, cuda or cuda:N"
 DEFAULT_CHECKPOINT = "pretrained/KULNet_x4.pth"
+
+SHIPPED_NAME = re.compile(r"KULNet_x\d+")
+# the training option file of each scale (train.yml is the authors' x2 setting)
+TRAIN_OPTIONS = {2: "options/train/train.yml", 3: "options/train/train_x3.yml", 4: "options/train/train_x4.yml"}
+
+
+def shipped_scale(path):
+    """int | None: N if ``path`` is one of our shipped files ``pretrained/KULNet_x<N>.pth``."""
+    folder, base = os.path.split(str(path))
+    match = re.fullmatch(r"KULNet_x(\d+)\.pth", base)
+    return int(match.group(1)) if match and resolve_path(folder) == resolve_path("pretrained") else None
+
+
+def apply_scale(raw, scale):
+    """A ``--scale`` on the command line: set ``raw['scale']`` and move the shipped defaults with it.
+
+    A checkpoint that is (or defaults to) one of our shipped files ``pretrained/KULNet_x<N>.pth``
+    becomes ``pretrained/KULNet_x<scale>.pth``, and a name ``KULNet_x<N>_...`` becomes
+    ``KULNet_x<scale>_...``; any other checkpoint or name is the user's and is left as it is (a
+    checkpoint of another scale is then reported when it is loaded).
+
+    Args:
+        raw (dict): YAML contents, changed in place.
+        scale (int): the scale asked for.
+    """
+    raw["scale"] = scale
+    if shipped_scale(raw.get("checkpoint") or DEFAULT_CHECKPOINT) is not None:
+        raw["checkpoint"] = os.path.join("pretrained", f"KULNet_x{scale}.pth")
+    name = raw.get("name")
+    if name is None or SHIPPED_NAME.match(name):
+        raw["name"] = SHIPPED_NAME.sub(f"KULNet_x{scale}", name or "KULNet_x4_test", count=1)
+
 
 # Scalar keys and sections of options/test/test.yml; 'datasets' and 'kernels' are checked below.
 TEST_SCHEMA = {
@@ -176,10 +210,13 @@ def validate_real_options(raw, src="options"):
 
 def checkpoint_hint(path):
     """The one-line message for a checkpoint file that does not exist."""
-    if os.path.abspath(path) == resolve_path(DEFAULT_CHECKPOINT):
-        return (f"{DEFAULT_CHECKPOINT}: no trained checkpoint yet (none ships with the code); train one with "
-                f"'python codes/train.py -opt options/train/train_x4.yml' and copy "
-                f"experiments/<name>/models/latest_G.pth to {DEFAULT_CHECKPOINT}, or pass --checkpoint PATH "
+    scale = shipped_scale(os.path.abspath(path))
+    if scale is not None:
+        shipped = f"pretrained/KULNet_x{scale}.pth"
+        train = TRAIN_OPTIONS.get(scale, f"options/train/train_x4.yml --set scale={scale}")
+        return (f"{shipped}: no trained checkpoint yet (none ships with the code); train one with "
+                f"'python codes/train.py -opt {train}' and copy "
+                f"experiments/<name>/models/latest_G.pth to {shipped}, or pass --checkpoint PATH "
                 f"(the authors' latest_G.pth loads too)")
     return (f"{path}: checkpoint not found; check the path (pass --checkpoint PATH or set "
             f"'checkpoint' in the option file)")
