@@ -129,7 +129,7 @@ def _strip_prefixes(state_dict):
     return out
 
 
-def save_network(net, path, meta=None):
+def save_network(net, path, meta=None, dtype=None):
     """Save the weights with metadata, atomically (temporary file + ``os.replace``).
 
     Args:
@@ -138,17 +138,24 @@ def save_network(net, path, meta=None):
         meta (dict | None): extra plain-Python metadata (e.g. ``iteration``), merged over the defaults
             ``scale``, ``kernel_size``, ``model``, ``code_version``, ``iteration`` (None) and
             ``network_G`` (the block :func:`define_G` built the network from, if it did).
+        dtype (torch.dtype | None): store the floating-point tensors in this type (the shipped
+            models use float16: half the size; :func:`load_network` casts back to the network's
+            float32); None keeps the network's. Recorded as ``meta['stored_dtype']``.
     """
     bare = _bare(net)
     info = {"scale": getattr(bare, "scale", None), "kernel_size": getattr(bare, "kernel_size", None),
             "model": type(bare).__name__, "code_version": code_version(), "iteration": None,
             "network_G": getattr(bare, "network_G", None)}
     info.update(meta or {})
+    if dtype is not None:
+        info["stored_dtype"] = str(dtype).replace("torch.", "")
     try:
         json.dumps(info)
     except (TypeError, ValueError) as err:
         raise KULNetError(f"save_network meta: {err}; use plain Python values (int, float, str, lists, dicts)")
     params = {k: v.detach().cpu() for k, v in _strip_prefixes(bare.state_dict()).items()}
+    if dtype is not None:
+        params = {k: v.to(dtype) if v.is_floating_point() else v for k, v in params.items()}
     atomic_torch_save({"format": "kulnet", "params": params, "meta": info}, path)
 
 

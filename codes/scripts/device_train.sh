@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # One device call for the pretrained models (issue 7): train for a fixed wall-clock budget, continuing
 # from pretrained/KULNet_x<S>.pth when it exists (weights only: Adam restarts with a warm-up), then
-# score Set5 under the nine-kernel protocol and bring back the weights, the log and the results.
+# ship it with codes/scripts/ship_model.py (float16 copy, Set5 float32-vs-float16 check, Set5 and
+# Set14 results with the baselines, manifest, MANIFEST.md, README table), all under $OUT.
 #
 # Here, once (../shared does not travel to the device; .carry/ is ignored by git):
 #     mkdir -p .carry && cp -r ../shared/datasets/train ../shared/datasets/Set5 ../shared/datasets/Set14 .carry/
 # Then:  run(carry=[".carry"], timeout_s=560, command="bash codes/scripts/device_train.sh 4 6")
-#        (scale 4, 6 minutes of training; the evaluation and start-up take about a minute more)
-# Dry run on a CPU (checks the script, not the model):
-#     DRY=1 bash codes/scripts/device_train.sh 4 0.2
+#        (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more)
+# Back here: cp <files_at>/pretrained/* pretrained/ && cp <files_at>/README.md README.md, check, commit;
+#            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it
+#            (else from the float16 file in pretrained/). Adam's state (23 MB) does not come back: each
+#            call restarts the optimiser with a 200-iteration warm-up.
+# Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
+#     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
 set -euo pipefail
 SCALE=${1:-4}
 MINUTES=${2:-6}
@@ -18,7 +23,9 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 NAME="KULNet_x${SCALE}_device"
 EXP="$OUT/exp"
-START="pretrained/KULNet_x${SCALE}.pth"
+SHIPPED="pretrained/KULNet_x${SCALE}.pth"           # float16, in git
+FULL="$DATA/KULNet_x${SCALE}_float32.pth"          # the float32 weights an earlier call brought back
+START=$([ -f "$FULL" ] && echo "$FULL" || echo "$SHIPPED")
 
 ARGS=(-opt options/train/train_demo.yml --time_budget "$MINUTES"
       --set "name=$NAME" --set "scale=$SCALE" --set "datasets.train.GT_size=$((48 * SCALE))"
@@ -26,13 +33,22 @@ ARGS=(-opt options/train/train_demo.yml --time_budget "$MINUTES"
       --set "path.experiments_root=$EXP" --set logger.progress_bar=false
       --set train.niter=100000 --set "train.lr_steps=[100000]" --set train.warmup_iter=200
       --set train.val_freq=1000 --set logger.save_checkpoint_freq=1000)
-[ -f "$START" ] && ARGS+=(--set "path.pretrain_model_G=$START")
-TEST=(--checkpoint "$EXP/$NAME/models/latest_G.pth" --datasets "Set5=$DATA/Set5/HR"
-      --out "$OUT/test_set5" --no_save_images)
-if [ -n "${DRY:-}" ]; then  # tiny CPU settings
+SETS=(--set5 "$DATA/Set5/HR" --set14 "$DATA/Set14/HR")
+if [ -n "${DRY:-}" ]; then  # tiny CPU settings, Set5 only
     ARGS+=(--device cpu --set datasets.train.batch_size=2 --set datasets.train.n_workers=0
            --set "network_G={est_nf: 8, sr_nf: 8, n_stages: 2}" --set datasets.val.max_images=1)
-    TEST+=(--device cpu)
+    SETS=(--set5 "$DATA/Set5/HR" --noise 0 --device cpu)
+fi
+mkdir -p "$OUT/pretrained"
+cp README.md "$OUT/README.md"
+[ -f pretrained/manifest.json ] && cp pretrained/manifest.json "$OUT/pretrained/"
+SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT/pretrained/manifest.json"
+      --readme "$OUT/README.md"
+      --train_options "options/train/train_demo.yml, codes/scripts/device_train.sh $SCALE $MINUTES")
+if [ -f "$START" ]; then
+    echo "continuing from $START"
+    ARGS+=(--set "path.pretrain_model_G=$START")
+    SHIP+=(--continues)
 fi
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } | tee "$OUT/env.txt"
@@ -40,11 +56,10 @@ fi
 t0=$SECONDS
 python codes/train.py "${ARGS[@]}" 2>&1 | tee "$OUT/train.log" | grep -E "validation|stopped|saved|error" || true
 echo "training: $((SECONDS - t0)) s"
-cp "$EXP/$NAME/models/latest_G.pth" "$OUT/KULNet_x${SCALE}.pth"
-if [ -z "${DRY:-}" ]; then
-    python codes/test.py -opt options/test/test.yml "${TEST[@]}" 2>&1 | tail -n 25 | tee "$OUT/test.log"
-else
-    echo "DRY: skipping the Set5 evaluation (the tiny network does not match the test options)"
-fi
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
+python codes/scripts/ship_model.py "$EXP/$NAME/models/latest_G.pth" "${SHIP[@]}" \
+    --device_seconds "$SECONDS" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"
+echo "total: $SECONDS s"
+cp "$EXP/$NAME/models/latest_G.pth" "$OUT/KULNet_x${SCALE}_float32.pth"  # 11.5 MB; not for git
 rm -rf "$EXP"  # only the files above come back
-ls -la "$OUT"
+ls -la "$OUT" "$OUT/pretrained"

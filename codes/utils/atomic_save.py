@@ -11,13 +11,24 @@ def atomic_torch_save(obj, path):
     The folder is created if needed. On any failure the temporary file is removed and the previous
     file at ``path`` (if any) is left untouched.
     """
+    _atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path`` as :func:`atomic_torch_save` writes a checkpoint."""
+    _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1] or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
     try:
+        # mkstemp makes the file private (0600): keep the mode of the file replaced, else 0644
+        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,225 @@
+"""Ship a trained checkpoint: float16 weights in pretrained/, measured, recorded in the manifest.
+
+    python codes/scripts/ship_model.py TRAINED.pth --set5 .carry/Set5/HR --set14 .carry/Set14/HR \\
+        --device_seconds 420 --device_name "NVIDIA H100 80GB HBM3" [--continues] [--device cuda]
+
+1. reads TRAINED (our format: its metadata gives the scale, the widths and the iterations);
+2. writes a float16 copy (``save_network(dtype=torch.float16)``, about 5.8 MB) beside ``--out``;
+3. runs ``codes/test.py`` (the paper protocol: nine kernels, noise 0) on Set5 with TRAINED and with
+   the copy, and refuses to ship when their PSNR_Y differ by ``--max_delta_db`` (0.01 dB) or more;
+4. measures the copy on Set5 and Set14 (noise 0; x4 also noise 10) with the bicubic and true-kernel
+   (non-blind) baselines;
+5. moves the copy to ``--out`` (default ``pretrained/KULNet_x<scale>.pth``), records it in
+   ``pretrained/manifest.json`` and rewrites ``pretrained/MANIFEST.md`` and the README's table of
+   shipped results (between its ``shipped-results`` markers) from the manifest.
+
+``--continues``: the training started from the file shipped at ``--out`` (``device_train.sh`` does
+that when it exists); the entry keeps its earlier sessions and the totals add up.
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import yaml
+
+CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if CODES_DIR not in sys.path:
+    sys.path.insert(0, CODES_DIR)
+
+from models.networks import define_G, load_network, read_checkpoint, save_network  # noqa: E402
+from options.options import REPO_ROOT, read_yaml  # noqa: E402
+from utils.atomic_save import atomic_write_text  # noqa: E402
+from utils.errors import KULNetError, run_cli  # noqa: E402
+from utils.results import format_number, sha256_file  # noqa: E402
+
+PAPER_TRAINING = "480k iterations on DF2K (3,450 images), batch 16"
+README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"
+METHODS = (("kulnet", ""), ("bicubic", "bicubic_"), ("non_blind", "nonblind_"))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("trained", help="checkpoint written by train.py (experiments/<name>/models/*_G.pth)")
+    p.add_argument("--set5", required=True, help="Set5 HR folder")
+    p.add_argument("--set14", help="Set14 HR folder (results table; optional)")
+    p.add_argument("--out", help="shipped file (default pretrained/KULNet_x<scale>.pth)")
+    p.add_argument("--manifest", default=os.path.join(REPO_ROOT, "pretrained", "manifest.json"))
+    p.add_argument("--readme", default=os.path.join(REPO_ROOT, "README.md"),
+                   help="README whose shipped-results section is rewritten ('' to skip)")
+    p.add_argument("--device", default="auto", help="for the measurements: auto, cpu, cuda, cuda:N")
+    p.add_argument("--device_seconds", type=float, required=True,
+                   help="device time of this training call up to the shipping (start-up and training; "
+                   "the measurements here are not counted)")
+    p.add_argument("--device_name", default="unknown", help="the GPU (or CPU) it trained on")
+    p.add_argument("--data", default="../shared/datasets/train/HR: 257 photographs (DF2K not available)",
+                   help="what it trained on")
+    p.add_argument("--train_options", default="options/train/train_demo.yml with the overrides of "
+                   "codes/scripts/device_train.sh", help="the options it trained with")
+    p.add_argument("--continues", action="store_true",
+                   help="the training started from the file now at --out: add to its history")
+    p.add_argument("--max_delta_db", type=float, default=0.01,
+                   help="largest |PSNR_Y(float16) - PSNR_Y(float32)| on Set5 allowed")
+    p.add_argument("--noise", type=float, nargs="+", help="noise levels of the table (default 0; x4: 0 10)")
+    return p.parse_args(argv)
+
+
+def run_protocol(checkpoint, scale, datasets, noise, baselines, device, work):
+    """``codes/test.py`` on ``checkpoint``; returns {(dataset, noise): nine-kernel average dict}.
+
+    Args:
+        datasets (dict): name -> HR folder. noise (list[float]). baselines (bool): bicubic and
+            non-blind too. work (str): a scratch folder.
+    """
+    raw = read_yaml(os.path.join(REPO_ROOT, "options", "test", "test.yml"))
+    raw.update(name=f"ship_x{scale}", scale=scale, checkpoint=os.path.abspath(checkpoint), device=device,
+               datasets=[{"name": n, "dataroot_HR": os.path.abspath(f)} for n, f in datasets.items()],
+               noise=list(noise), baselines={"bicubic": baselines, "non_blind": baselines},
+               save_images=False, out=os.path.abspath(work))
+    opt_path = os.path.join(work, "test.yml")
+    os.makedirs(work, exist_ok=True)
+    with open(opt_path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(raw, handle, sort_keys=False)
+    print(f"test.py: {os.path.basename(checkpoint)} on {', '.join(datasets)}, noise {list(noise)}", flush=True)
+    proc = subprocess.run([sys.executable, os.path.join(CODES_DIR, "test.py"), "-opt", opt_path],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise KULNetError(f"test.py failed on {checkpoint}: {tail}")
+    with open(os.path.join(work, "results.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)["summary"]
+    return {(e["dataset"], e["noise"]): e["average"] for e in summary}
+
+
+def results_entries(averages):
+    """Manifest rows from :func:`run_protocol`'s averages."""
+    rows = []
+    for (dataset, noise), avg in averages.items():
+        row = {"dataset": dataset, "noise": noise}
+        for method, prefix in METHODS:
+            if f"{prefix}psnr_y" in avg:
+                row[method] = {"psnr_y": avg[f"{prefix}psnr_y"], "ssim_y": avg[f"{prefix}ssim_y"]}
+        row["kulnet"]["kernel_psnr"] = avg.get("kernel_psnr")
+        rows.append(row)
+    return rows
+
+
+def load_manifest(path):
+    if not os.path.exists(path):
+        return {"files": {}}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def render_results_table(manifest):
+    """Markdown: one row per shipped file x dataset x noise (nine-kernel averages)."""
+    lines = ["| model | iterations (device time) | dataset | noise | KULNet PSNR_Y / SSIM_Y | kernel PSNR "
+             "| bicubic | true kernel (non-blind) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, entry in sorted(manifest["files"].items(), key=lambda kv: (kv[1]["scale"] != 4, kv[1]["scale"])):
+        for row in entry["results"]:
+            cells = [f"`{name}`", f"{entry['iterations']:,} ({entry['device_seconds'] / 60:.1f} min)",
+                     row["dataset"], f"{row['noise']:g}"]
+            for method, _ in METHODS:
+                m = row.get(method)
+                cells.append("-" if m is None else f"{format_number(m['psnr_y'])} / {format_number(m['ssim_y'], 4)}")
+                if method == "kulnet":
+                    cells.append(format_number(m.get("kernel_psnr")))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_manifest_md(manifest):
+    lines = ["# Pretrained KULNet models", "",
+             "Trained by us (issue 7) with `codes/scripts/device_train.sh` and shipped with "
+             "`codes/scripts/ship_model.py`, which writes this file from `manifest.json`. Weights are "
+             "stored in float16 (loading casts them back to float32); the Set5 PSNR_Y of each file is "
+             "measured against its float32 original below. Results: `codes/test.py`, the paper protocol "
+             "(nine kernels, PSNR_Y / SSIM_Y on Y with the scale cropped, nine-kernel averages).", "",
+             f"**These models are trained far less than the paper's** ({PAPER_TRAINING}): the iterations "
+             "and the data are in the table.", "",
+             "| file | scale | sha256 | iterations | data | options | device time | float16 check (Set5) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, e in sorted(manifest["files"].items()):
+        check = e["float16_check"]
+        lines.append(f"| `{name}` | {e['scale']} | `{e['sha256']}` | {e['iterations']:,} in "
+                     f"{len(e['sessions'])} session(s) | {e['data']} | {e['sessions'][-1]['train_options']} | "
+                     f"{e['device_seconds'] / 60:.1f} min on {e['sessions'][-1]['device_name']} | "
+                     f"{check['psnr_y_float32']:.3f} → {check['psnr_y_float16']:.3f} dB "
+                     f"(Δ {check['delta_db']:+.4f}) |")
+    lines += ["", "## Results", "", render_results_table(manifest), "",
+              "`codes/test.py` and `codes/test_real.py` default to `pretrained/KULNet_x4.pth`; `--scale 2` "
+              "or `--scale 3` picks the other files.", ""]
+    return "\n".join(lines)
+
+
+def update_readme(path, table):
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if README_START not in text or README_END not in text:
+        raise KULNetError(f"{path}: no '{README_START}' ... '{README_END}' section to write the results into")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    atomic_write_text(path, f"{head}{README_START}\n{table}\n{README_END}{tail}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    fmt, params, meta = contents = read_checkpoint(args.trained)
+    if fmt != "kulnet" or not meta.get("scale"):
+        raise KULNetError(f"{args.trained}: not a checkpoint written by train.py (no metadata); ship our own "
+                          f"trainings only")
+    scale = meta["scale"]
+    out = os.path.abspath(args.out or os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{scale}.pth"))
+    name = os.path.basename(out)
+    manifest = load_manifest(args.manifest)
+    previous = manifest["files"].get(name) if args.continues else None
+    if args.continues and previous is None:
+        raise KULNetError(f"--continues: {args.manifest} has no entry for {name} to continue")
+    session = {"date": datetime.date.today().isoformat(), "iterations": int(meta.get("iteration") or 0),
+               "device_seconds": round(args.device_seconds, 1), "device_name": args.device_name,
+               "train_options": args.train_options, "code_version": meta.get("code_version"),
+               "trained_sha256": sha256_file(args.trained)}
+    sessions = (previous["sessions"] if previous else []) + [session]
+
+    net = define_G({"scale": scale, "kernel_size": meta.get("kernel_size") or 21,
+                    "network_G": meta.get("network_G") or {}})
+    load_network(net, args.trained, strict=True, expected_scale=scale, contents=contents)
+    noise = args.noise or ([0.0, 10.0] if scale == 4 else [0.0])
+    datasets = {"Set5": args.set5, **({"Set14": args.set14} if args.set14 else {})}
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ship_", dir=os.path.dirname(out)) as work:  # same filesystem
+        half = os.path.join(work, name)
+        save_network(net, half, {**meta, "iteration": sum(s["iterations"] for s in sessions),
+                                 "sessions": len(sessions)}, dtype=torch.float16)
+        full = run_protocol(args.trained, scale, {"Set5": args.set5}, [0.0], False, args.device,
+                            os.path.join(work, "float32"))[("Set5", 0.0)]["psnr_y"]
+        averages = run_protocol(half, scale, datasets, noise, True, args.device, os.path.join(work, "float16"))
+        shipped = averages[("Set5", 0.0)]["psnr_y"]
+        delta = shipped - full
+        print(f"Set5 x{scale} noise 0 PSNR_Y: float32 {full:.4f} dB, float16 {shipped:.4f} dB (Δ {delta:+.4f})")
+        if not abs(delta) < args.max_delta_db:
+            raise KULNetError(f"float16 weights change the Set5 PSNR_Y by {delta:+.4f} dB (limit "
+                              f"{args.max_delta_db} dB); nothing shipped")
+        os.replace(half, out)
+
+    manifest["files"][name] = {
+        "scale": scale, "sha256": sha256_file(out), "bytes": os.path.getsize(out), "stored_dtype": "float16",
+        "network_G": meta.get("network_G"), "iterations": sum(s["iterations"] for s in sessions),
+        "device_seconds": round(sum(s["device_seconds"] for s in sessions), 1), "data": args.data,
+        "sessions": sessions, "results": results_entries(averages),
+        "float16_check": {"dataset": "Set5", "noise": 0, "psnr_y_float32": full, "psnr_y_float16": shipped,
+                          "delta_db": delta, "limit_db": args.max_delta_db}}
+    atomic_write_text(args.manifest, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(os.path.join(os.path.dirname(args.manifest), "MANIFEST.md"), render_manifest_md(manifest))
+    if args.readme:
+        update_readme(args.readme, render_results_table(manifest))
+    print(render_results_table(manifest))
+    print(f"shipped {out} ({os.path.getsize(out) / 1e6:.1f} MB); manifest {args.manifest}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,122 @@
+"""ship_model.py: float16 copy, the Set5 check, the manifest and the README table (tiny network)."""
+import hashlib
+import json
+import os
+
+import pytest
+import torch
+
+from _eval_helpers import run_script, smooth_image, tiny_model
+from models.networks import load_network, read_checkpoint, save_network
+from utils.image_io import write_image
+
+README = "# x\n\n## Results\n\n<!-- shipped-results:start -->\nnothing yet\n<!-- shipped-results:end -->\n\nafter\n"
+
+
+def _setup(tmp_path):
+    trained = tmp_path / "exp" / "latest_G.pth"
+    net = tiny_model(scale=4, seed=3)
+    save_network(net, str(trained), {"iteration": 120})
+    for folder, n in (("Set5", 2), ("Set14", 1)):
+        for i in range(n):
+            write_image(str(tmp_path / folder / f"im{i}.png"), smooth_image(44, 52, seed=20 + i))
+    (tmp_path / "README.md").write_text(README)
+    return net, trained
+
+
+def _ship(tmp_path, trained, *extra):
+    return run_script("scripts/ship_model.py", trained, "--set5", tmp_path / "Set5", "--set14", tmp_path / "Set14",
+                      "--out", tmp_path / "pretrained" / "KULNet_x4.pth", "--manifest",
+                      tmp_path / "pretrained" / "manifest.json", "--readme", tmp_path / "README.md",
+                      "--device", "cpu", "--device_seconds", "60", "--device_name", "test CPU", *extra,
+                      timeout=600)
+
+
+def test_ship_model_float16_manifest_readme_and_continuation(tmp_path):
+    net, trained = _setup(tmp_path)
+    res = _ship(tmp_path, trained)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shipped = tmp_path / "pretrained" / "KULNet_x4.pth"
+    fmt, params, meta = read_checkpoint(str(shipped))
+    assert fmt == "kulnet" and meta["stored_dtype"] == "float16" and meta["iteration"] == 120
+    assert all(v.dtype == torch.float16 for v in params.values() if v.is_floating_point())
+    assert shipped.stat().st_size < 0.6 * trained.stat().st_size
+    # loading casts back to float32: the float16-rounded weights of the trained network
+    fresh = tiny_model(scale=4, seed=9)
+    load_network(fresh, str(shipped), expected_scale=4)
+    for (name, p), q in zip(fresh.state_dict().items(), net.state_dict().values()):
+        assert p.dtype == torch.float32 and torch.equal(p, q.half().float()), name
+
+    manifest = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())
+    entry = manifest["files"]["KULNet_x4.pth"]
+    assert entry["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    assert entry["iterations"] == 120 and entry["device_seconds"] == 60 and entry["scale"] == 4
+    assert entry["sessions"][0]["trained_sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
+    check = entry["float16_check"]
+    assert abs(check["delta_db"]) < 0.01
+    assert abs(check["psnr_y_float16"] - check["psnr_y_float32"] - check["delta_db"]) < 1e-9
+    cells = {(r["dataset"], r["noise"]) for r in entry["results"]}
+    assert cells == {("Set5", 0), ("Set5", 10), ("Set14", 0), ("Set14", 10)}  # x4: noise 0 and 10
+    row = next(r for r in entry["results"] if (r["dataset"], r["noise"]) == ("Set5", 0))
+    assert row["kulnet"]["psnr_y"] == check["psnr_y_float16"]
+    assert {"bicubic", "non_blind"} <= set(row) and row["kulnet"]["kernel_psnr"] > 0
+
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("# x\n") and readme.endswith("\n\nafter\n") and "nothing yet" not in readme
+    assert "| `KULNet_x4.pth` | 120 (1.0 min) | Set5 | 0 |" in readme
+    manifest_md = (tmp_path / "pretrained" / "MANIFEST.md").read_text()
+    assert entry["sha256"] in manifest_md and "480k iterations" in manifest_md
+    assert (tmp_path / "README.md").stat().st_mode & 0o777 == 0o644
+    assert sorted(os.listdir(tmp_path / "pretrained")) == ["KULNet_x4.pth", "MANIFEST.md", "manifest.json"]
+
+    # a second session that started from the shipped file adds up
+    res = _ship(tmp_path, trained, "--continues")
+    assert res.returncode == 0, res.stderr[-2000:]
+    entry = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())["files"]["KULNet_x4.pth"]
+    assert len(entry["sessions"]) == 2 and entry["iterations"] == 240 and entry["device_seconds"] == 120
+    assert read_checkpoint(str(shipped))[2]["iteration"] == 240
+
+
+def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
+    _, trained = _setup(tmp_path)
+    shipped = tmp_path / "pretrained" / "KULNet_x4.pth"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"previous")
+    res = _ship(tmp_path, trained, "--max_delta_db", "0", "--noise", "0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "float16 weights change the Set5 PSNR_Y" in line and "nothing shipped" in line
+    assert shipped.read_bytes() == b"previous" and os.listdir(shipped.parent) == ["KULNet_x4.pth"]
+
+    res = _ship(tmp_path, trained, "--continues")
+    assert res.returncode == 2 and "no entry for KULNet_x4.pth" in res.stderr
+    raw = tmp_path / "authors_latest_G.pth"
+    torch.save(tiny_model().state_dict(), raw)
+    res = _ship(tmp_path, raw)
+    assert res.returncode == 2 and "not a checkpoint written by train.py" in res.stderr
+
+
+def test_device_train_script_dry_run_trains_and_ships(tmp_path, shared_datasets, repo_root):
+    """The one-call device script end to end on the CPU (DRY: tiny network, Set5 only)."""
+    import subprocess
+
+    if os.path.exists(os.path.join(repo_root, "pretrained", "KULNet_x4.pth")):
+        pytest.skip("a shipped x4 model exists: the dry run would continue it (full widths, slow)")
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "Set5", "Set14"):
+        (data / name).symlink_to(os.path.join(shared_datasets, name))
+    out = tmp_path / "out"
+    env = {**os.environ, "DRY": "1", "OUT": str(out), "DATA": str(data)}
+    proc = subprocess.run(["bash", "codes/scripts/device_train.sh", "4", "0.1"], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    fmt, params, meta = read_checkpoint(str(out / "pretrained" / "KULNet_x4.pth"))
+    assert meta["stored_dtype"] == "float16" and meta["iteration"] > 0
+    full = read_checkpoint(str(out / "KULNet_x4_float32.pth"))
+    assert all(v.dtype == torch.float32 for v in full[1].values())
+    entry = json.loads((out / "pretrained" / "manifest.json").read_text())["files"]["KULNet_x4.pth"]
+    assert entry["iterations"] == meta["iteration"] and len(entry["sessions"]) == 1
+    assert "device_train.sh 4 0.1" in entry["sessions"][0]["train_options"]
+    assert "| `KULNet_x4.pth` |" in (out / "README.md").read_text()
+    assert (out / "pretrained" / "MANIFEST.md").exists() and not (out / "exp").exists()
