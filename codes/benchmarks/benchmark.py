@@ -23,7 +23,7 @@ Usage (from the repository root):
     python codes/benchmarks/benchmark.py [--device auto|cpu|cuda[:N]] [--scale 4]
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
         [--infer_sizes 128,256] [--infer_precision fp32] [--repeats 10] [--warmup 3]
-        [--channels_last auto|on|off] [--blur auto|direct|fft] [--compile] [--threads N]
+        [--channels_last auto|on|off] [--blur auto|direct|fft] [--plain] [--compile] [--threads N]
         [--step wrapper|composed] [--keep_freed_memory] [--json PATH]
 
 CPU notes: on a machine whose cores are busy with other jobs, OpenMP threads that spin while waiting
@@ -100,7 +100,9 @@ def _autocast(device, precision):
 
 
 def _configure(net, args):
-    """Apply the speed options to a KULNet (unwrapped)."""
+    """Apply the speed options to a KULNet (unwrapped); ``--plain``: all of them off."""
+    if args.plain:
+        return net.use_plain_path()
     net.blur_impl = args.blur
     net.channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
     return net
@@ -329,6 +331,9 @@ def _parse_args(argv):
                     help="auto: the DLSM U-Net in channels-last on the CPU only")
     ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft"),
                     help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere")
+    ap.add_argument("--plain", action="store_true",
+                    help="the plain path: every speed/memory option off (KULNet.use_plain_path; "
+                    "overrides --blur and --channels_last), to measure what they are worth")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (off by default)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),

@@ -38,11 +38,13 @@ run 45 x4_bf16      --scale 4 --precision bf16 --parts train --repeats 20 --warm
 run 45 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 20 --warmup 5 \
     --profile "$OUT/x2_fp16_profile.txt"
 run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warmup 5
-# 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
+# 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py),
+#    and the plain path itself (fused dense fusion and split decoder concatenations off too)
 run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
 run 45 x4_fp16_cl   --scale 4 --precision fp16 --parts infer,train --channels_last on --repeats 20 --warmup 5
 run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --channels_last on --blur fft \
     --repeats 20 --warmup 3
+run 45 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 20 --warmup 5
 # 3. torch.compile (compile time counts in the warm-up only); last, so a slow compile cannot eat the rest
 run 120 x4_fp16_compile --scale 4 --precision fp16 --parts train --compile --channels_last on --repeats 20 \
     --warmup 3

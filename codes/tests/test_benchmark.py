@@ -254,6 +254,20 @@ def test_benchmark_smoke(tmp_path, repo_root):
     positive(res["flops"]["issue_reference"], ("forward_gflop",))
 
 
+def test_benchmark_plain_switch_turns_every_option_off():
+    import argparse
+
+    from benchmarks.benchmark import _configure
+
+    net = KULNet(scale=2, est_nf=8, sr_nf=8, n_stages=1)
+    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on"))
+    assert (net.blur_impl, net.channels_last, net.SR_net.fused_dense) == ("fft", True, True)
+    _configure(net, argparse.Namespace(plain=True, blur="fft", channels_last="on"))
+    assert (net.blur_impl, net.channels_last) == ("direct", False)
+    assert not net.SR_net.fused_dense and not net.SR_net.Decoding.split_concat
+    assert net.kernel_extra.tail_band_rows == 0
+
+
 def test_flops_match_issue_reference():
     """The issue's figure: x4 training forward, batch 16, LR 48 = 843 GFLOP (counted on meta, instant)."""
     from benchmarks.benchmark import count_flops
