@@ -36,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", help="weights file (ours or the authors' latest_G.pth)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble (flips and transposes)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="inference autocast (default fp32, the paper's numerics; bf16 is faster, not exact)")
     p.add_argument("--datasets", nargs="+", metavar="[NAME=]FOLDER",
                    help="HR folders to test instead of the option file's datasets "
                    "('skimage': the photographs shipped with scikit-image)")
@@ -69,6 +71,8 @@ def build_options(args):
         raw["device"] = args.device
     if args.x8:
         raw["x8"] = True
+    if args.precision:
+        raw["precision"] = args.precision
     if args.datasets:
         raw["datasets"] = [_dataset_arg(d) for d in args.datasets]
     if args.noise:
@@ -94,10 +98,11 @@ def main(argv=None):
     record = reproducibility_record(opt, device, meta)
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | "
           f"{len(hr_sets)} dataset(s) x {len(opt['noise'])} noise level(s) x {len(kernels)} kernels"
-          f"{' | x8' if opt['x8'] else ''}")
+          f"{' | x8' if opt['x8'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
 
     save_dir = os.path.join(opt["out"], "images") if opt["save_images"] else None
-    forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"])
+    forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],
+                           opt["precision"])
     evaluator = Evaluator(forward, opt["scale"], opt["kernel_size"], opt["crop_border"],
                           opt["seed"], device, opt["baselines"], save_dir, log=tqdm.write)
     torch.manual_seed(opt["seed"])  # the latent's sampling, when network_G.sample_at_eval is on

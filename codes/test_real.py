@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--tile", type=int, help="LR tile size for the SR part (0: automatic)")
     p.add_argument("--no_border", action="store_true", help="skip the border of KULNET.md §8")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="inference autocast (default fp32; bf16 is about 3x faster on CPUs with AMX)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     return p.parse_args(argv)
 
@@ -86,6 +88,8 @@ def build_options(args):
         raw["border"] = False
     if args.x8:
         raw["x8"] = True
+    if args.precision:
+        raw["precision"] = args.precision
     if args.device:
         raw["device"] = args.device
     opt = validate_real_options(raw, os.path.relpath(args.opt) if args.opt else "command line")
@@ -187,10 +191,11 @@ def main(argv=None):
     paths = opt["files"] or list_inputs(opt["input"])
     device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
-    forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"])
+    forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],
+                           opt["precision"])
     os.makedirs(opt["out"], exist_ok=True)
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "
-          f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}")
+          f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
 
     done, skipped = 0, []
     with torch.inference_mode():

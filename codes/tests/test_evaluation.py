@@ -273,10 +273,13 @@ def test_test_py_scale_option_on_a_checkpoint_of_that_scale(tmp_path):
     write_image(str(hr_dir / "im.png"), smooth_image(40, 36, seed=3))
     out = tmp_path / "out"
     res = run_script("test.py", "-opt", "options/test/test.yml", "--scale", "2", "--checkpoint", ckpt,
-                     "--datasets", f"Tiny={hr_dir}", "--device", "cpu", "--out", out, "--no_save_images")
+                     "--datasets", f"Tiny={hr_dir}", "--device", "cpu", "--out", out, "--no_save_images",
+                     "--precision", "bf16")
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "| bf16" in res.stdout.splitlines()[0]
     doc = json.load(open(out / "results.json", encoding="utf-8"))
     assert doc["options"]["scale"] == 2 and doc["options"]["crop_border"] == 2
+    assert doc["options"]["precision"] == "bf16"
     assert len(doc["rows"]) == 9 and doc["rows"][0]["height"] == 40
     res = run_script("test.py", "-opt", "options/test/test.yml", "--checkpoint", ckpt,
                      "--datasets", f"Tiny={hr_dir}", "--device", "cpu", "--out", out, "--no_save_images")
@@ -365,3 +368,22 @@ def test_bicubic_on_set5_x4_matches_the_authors_pipeline(shared_datasets):
     average = summarize(rows)[0]["average"]
     assert len(rows) == 45
     assert average["bicubic_psnr_y"] == pytest.approx(21.29, abs=0.005)
+
+
+def test_make_forward_precision_bf16_close_to_fp32_and_fp16_refused_on_cpu():
+    from _eval_helpers import tiny_model
+    from utils.evaluation import make_forward
+
+    net = tiny_model(scale=2, seed=4)
+    lr = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = make_forward(net, 2)(lr)
+        fast = make_forward(net, 2, precision="bf16")(lr)
+    assert fast.sr.dtype == torch.float32 and fast.kernel.dtype == torch.float32
+    assert not torch.equal(fast.sr, ref.sr)  # autocast really ran
+    assert (fast.sr - ref.sr).abs().max() < 0.05
+    torch.testing.assert_close(fast.kernel.sum(dim=(1, 2)), torch.ones(1), atol=1e-3, rtol=0)
+    with pytest.raises(KULNetError, match="fp16 on the CPU: use bf16"):
+        make_forward(net, 2, precision="fp16")
+    with pytest.raises(KULNetError, match="choose one of fp32, bf16, fp16"):
+        make_forward(net, 2, precision="int8")
