@@ -7,7 +7,8 @@
 # Here, once (../shared does not travel to the device; .carry/ is ignored by git):
 #     mkdir -p .carry && cp -r ../shared/datasets/train ../shared/datasets/Set5 ../shared/datasets/Set14 .carry/
 # Then:  run(carry=[".carry"], timeout_s=560, command="bash codes/scripts/device_train.sh 4 6")
-#        (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more)
+#        (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more;
+#        BENCH=1 bash ... also measures issue 6's table first, about 1.5 minutes)
 # Back here: cp <files_at>/pretrained/* pretrained/ && cp <files_at>/README.md README.md, check, commit;
 #            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it
 #            (else from the float16 file in pretrained/). Adam's state (23 MB) does not come back: each
@@ -53,12 +54,18 @@ fi
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } | tee "$OUT/env.txt"
 
+BENCH_S=0
+if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 1.5 minutes), JSON under $OUT/bench
+    OUT="$OUT/bench" QUICK=1 DEADLINE=150 DEVICE=$([ -n "${DRY:-}" ] && echo cpu || echo cuda) \
+        EXTRA=${BENCH_EXTRA:-} bash codes/benchmarks/device_check.sh | grep -E "^=== |^done" || true
+    BENCH_S=$SECONDS  # not counted as the model's device time
+fi
 t0=$SECONDS
 python codes/train.py "${ARGS[@]}" 2>&1 | tee "$OUT/train.log" | grep -E "validation|stopped|saved|error" || true
 echo "training: $((SECONDS - t0)) s"
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
 python codes/scripts/ship_model.py "$EXP/$NAME/models/latest_G.pth" "${SHIP[@]}" \
-    --device_seconds "$SECONDS" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"
+    --device_seconds "$((SECONDS - BENCH_S))" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"
 echo "total: $SECONDS s"
 cp "$EXP/$NAME/models/latest_G.pth" "$OUT/KULNet_x${SCALE}_float32.pth"  # 11.5 MB; not for git
 rm -rf "$EXP"  # only the files above come back
