@@ -215,6 +215,18 @@ def test_fused_dense_under_bf16_autocast_close_to_literal():
     assert (got.float() - ref).abs().max() < 0.05
 
 
+def test_default_network_runs_in_bfloat16_and_on_the_meta_device():
+    """The composed fusion weights follow the parameters' dtype and need no autocast support."""
+    fast, plain = _nets(2)
+    lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = plain(lr).sr
+        got = fast.to(torch.bfloat16)(lr.to(torch.bfloat16)).sr
+    assert got.dtype == torch.bfloat16 and (got.float() - ref).abs().max() < 0.1
+    meta = KULNet(scale=2, est_nf=8, sr_nf=8).to("meta")
+    assert meta(torch.empty(1, 3, 16, 16, device="meta")).sr.shape == (1, 3, 32, 32)
+
+
 def test_kernel_map_optional_and_state_dict_unchanged():
     fast, plain = _nets(4)
     assert list(fast.state_dict()) == list(KULNet(scale=4).state_dict())

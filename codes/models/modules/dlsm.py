@@ -8,6 +8,8 @@ scale ``w`` and mean ``u``; ``X ← soft-threshold of R towards u with t = w·δ
 Attribute names reproduce the authors' checkpoint keys (prefix ``SR_net.`` inside KULNet).
 Initialisation (as the authors): Xavier-normal conv weights, zero biases; ``δᵢ ~ N(0.1, 0.01)``.
 """
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -255,17 +257,22 @@ class DLSM(nn.Module):
 
         ``Den_con(cat_j(K * X_j + b)) = sum_j W_j (K * X_j + b) + b' = (cat_j W_j K) * cat_j X_j
         + (sum_j W_j b + b')``, where ``W_j`` is the j-th (nf, nf) block of the 1x1 weight and ``K``,
-        ``b`` the 3x3 conv's weight and bias. Computed outside autocast in the parameters' dtype (at
-        least float32; tiny tensors); autocast casts them for the convolution.
+        ``b`` the 3x3 conv's weight and bias. Composed outside autocast in at least float32 (tiny
+        tensors) and returned in the parameters' dtype: autocast casts them for the convolution, and
+        a network converted to float16/bfloat16 gets weights of its own type.
 
         Returns:
-            tuple: weight (nf, in_nc*(stage+1), 3, 3) and bias (nf,).
+            tuple: weight (nf, in_nc*(stage+1), 3, 3) and bias (nf,), dtype of the parameters.
         """
         den = getattr(self, f"Den_con{stage + 1}")
         nf = self.conv.out_channels
-        dtype = torch.promote_types(den.weight.dtype, torch.float32)
-        with torch.autocast(den.weight.device.type, enabled=False):
+        param_dtype = den.weight.dtype
+        dtype = torch.promote_types(param_dtype, torch.float32)
+        device_type = den.weight.device.type
+        no_autocast = (torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type)
+                       else contextlib.nullcontext())  # e.g. the meta device (FLOP counting)
+        with no_autocast:
             blocks = den.weight.to(dtype).reshape(nf, stage + 1, nf)  # (out, j, c)
             weight = torch.einsum("ojc,cikl->ojikl", blocks, self.conv.weight.to(dtype))
             bias = den.bias.to(dtype) + blocks.sum(dim=1) @ self.conv.bias.to(dtype)
-        return weight.reshape(nf, -1, *self.conv.kernel_size), bias
+        return weight.reshape(nf, -1, *self.conv.kernel_size).to(param_dtype), bias.to(param_dtype)
