@@ -1,30 +1,36 @@
 #!/usr/bin/env bash
 # One device call for the pretrained models (issue 7): train for a fixed wall-clock budget, continuing
-# from pretrained/KULNet_x<S>.pth when it exists (weights only: Adam restarts with a warm-up), then
-# ship it with codes/scripts/ship_model.py (float16 copy, Set5 float32-vs-float16 check, Set5 and
+# from the float32 weights of the last call when they are carried (.carry/KULNet_x<S>_float32.pth),
+# else from pretrained/KULNet_x<S>.pth when it exists (weights only: Adam restarts with a warm-up),
+# then ship it with codes/scripts/ship_model.py (float16 copy, Set5 float32-vs-float16 check, Set5 and
 # Set14 results with the baselines, manifest, MANIFEST.md, README table), all under $OUT.
+# Everything that could fail after the training (data folders, manifest, README markers, a start
+# file that is not what was shipped) is checked before it, so a mistake costs no device time.
 #
 # Here, once (../shared does not travel to the device; .carry/ is ignored by git):
 #     mkdir -p .carry && cp -r ../shared/datasets/train ../shared/datasets/Set5 ../shared/datasets/Set14 .carry/
-# Then:  run(carry=[".carry"], timeout_s=560, command="bash codes/scripts/device_train.sh 4 6")
-#        (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more;
-#        BENCH=1 bash ... also measures issue 6's table first, about 1.5 minutes)
+# Then (carry only what this scale needs: the whole .carry/ with three float32 files passes 64 MiB):
+#     run(carry=[".carry/train", ".carry/Set5", ".carry/Set14", ".carry/KULNet_x4_float32.pth"],
+#         timeout_s=560, command="bash codes/scripts/device_train.sh 4 6")
+#     (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more;
+#     BENCH=1 bash ... also measures issue 6's table first, about 1.5 minutes)
 # Back here: cp <files_at>/pretrained/* pretrained/ && cp <files_at>/README.md README.md, check, commit;
-#            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it
-#            (else from the float16 file in pretrained/). Adam's state (23 MB) does not come back: each
-#            call restarts the optimiser with a 200-iteration warm-up.
+#            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it.
+#            Adam's state (23 MB) does not come back: each call restarts it with a 200-iteration warm-up.
 # Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
 #     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
+# PRETRAINED (default pretrained) is the folder of the shipped files and manifest (tests change it).
 set -euo pipefail
 SCALE=${1:-4}
 MINUTES=${2:-6}
 OUT=${OUT:-device_train_out}
 DATA=${DATA:-.carry}
-mkdir -p "$OUT"
+PRETRAINED=${PRETRAINED:-pretrained}
+mkdir -p "$OUT/pretrained"
 export PYTHONUNBUFFERED=1
 NAME="KULNet_x${SCALE}_device"
 EXP="$OUT/exp"
-SHIPPED="pretrained/KULNet_x${SCALE}.pth"           # float16, in git
+SHIPPED="$PRETRAINED/KULNet_x${SCALE}.pth"          # float16, in git
 FULL="$DATA/KULNet_x${SCALE}_float32.pth"          # the float32 weights an earlier call brought back
 START=$([ -f "$FULL" ] && echo "$FULL" || echo "$SHIPPED")
 
@@ -40,16 +46,20 @@ if [ -n "${DRY:-}" ]; then  # tiny CPU settings, Set5 only
            --set "network_G={est_nf: 8, sr_nf: 8, n_stages: 2}" --set datasets.val.max_images=1)
     SETS=(--set5 "$DATA/Set5/HR" --noise 0 --device cpu)
 fi
-mkdir -p "$OUT/pretrained"
 cp README.md "$OUT/README.md"
-[ -f pretrained/manifest.json ] && cp pretrained/manifest.json "$OUT/pretrained/"
+if [ -f "$PRETRAINED/manifest.json" ]; then cp "$PRETRAINED/manifest.json" "$OUT/pretrained/"; fi
 SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT/pretrained/manifest.json"
       --readme "$OUT/README.md"
       --train_options "options/train/train_demo.yml, codes/scripts/device_train.sh $SCALE $MINUTES")
-if [ -f "$START" ]; then
+
+# before any training: 'continue' (START is what was shipped, or its float32 original) or 'fresh'
+MODE=$(python codes/scripts/ship_model.py --check --start "$START" "${SHIP[@]}")
+if [ "$MODE" = continue ]; then
     echo "continuing from $START"
     ARGS+=(--set "path.pretrain_model_G=$START")
-    SHIP+=(--continues)
+    SHIP+=(--continues --start "$START")
+else
+    echo "training from scratch"
 fi
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } | tee "$OUT/env.txt"
@@ -57,16 +67,22 @@ fi
 BENCH_S=0
 if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 1.5 minutes), JSON under $OUT/bench
     OUT="$OUT/bench" QUICK=1 DEADLINE=150 DEVICE=$([ -n "${DRY:-}" ] && echo cpu || echo cuda) \
-        EXTRA=${BENCH_EXTRA:-} bash codes/benchmarks/device_check.sh | grep -E "^=== |^done" || true
+        EXTRA=${BENCH_EXTRA:-} bash codes/benchmarks/device_check.sh | { grep -E "^=== |^done" || true; }
     BENCH_S=$SECONDS  # not counted as the model's device time
 fi
 t0=$SECONDS
-python codes/train.py "${ARGS[@]}" 2>&1 | tee "$OUT/train.log" | grep -E "validation|stopped|saved|error" || true
-echo "training: $((SECONDS - t0)) s"
+{ python codes/train.py "${ARGS[@]}" 2>&1; echo $? >"$OUT/train.rc"; } | tee "$OUT/train.log" |
+    { grep -E "validation|stopped|saved|error" || true; }
+echo "training: $((SECONDS - t0)) s, exit status $(cat "$OUT/train.rc")"
+WEIGHTS="$EXP/$NAME/models/latest_G.pth"
+if [ "$(cat "$OUT/train.rc")" != 0 ] || [ ! -f "$WEIGHTS" ]; then
+    echo "error: training failed; nothing shipped (see $OUT/train.log)"; tail -n 5 "$OUT/train.log"
+    exit 1
+fi
+cp "$WEIGHTS" "$OUT/KULNet_x${SCALE}_float32.pth"  # 11.5 MB, comes back even if the shipping fails; not for git
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
-python codes/scripts/ship_model.py "$EXP/$NAME/models/latest_G.pth" "${SHIP[@]}" \
+python codes/scripts/ship_model.py "$WEIGHTS" "${SHIP[@]}" \
     --device_seconds "$((SECONDS - BENCH_S))" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"
 echo "total: $SECONDS s"
-cp "$EXP/$NAME/models/latest_G.pth" "$OUT/KULNet_x${SCALE}_float32.pth"  # 11.5 MB; not for git
 rm -rf "$EXP"  # only the files above come back
 ls -la "$OUT" "$OUT/pretrained"

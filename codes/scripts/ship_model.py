@@ -13,8 +13,10 @@
    ``pretrained/manifest.json`` and rewrites ``pretrained/MANIFEST.md`` and the README's table of
    shipped results (between its ``shipped-results`` markers) from the manifest.
 
-``--continues``: the training started from the file shipped at ``--out`` (``device_train.sh`` does
-that when it exists); the entry keeps its earlier sessions and the totals add up.
+``--continues --start FILE``: the training started from FILE, the file shipped at ``--out`` or the
+float32 weights it was made from (checked by sha256); the entry keeps its earlier sessions and the
+totals add up. ``--check [--start FILE]`` (no TRAINED): check all of this before training and print
+``continue`` or ``fresh`` (``device_train.sh`` does, so that a mistake costs no device time).
 """
 import argparse
 import datetime
@@ -44,7 +46,7 @@ METHODS = (("kulnet", ""), ("bicubic", "bicubic_"), ("non_blind", "nonblind_"))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("trained", help="checkpoint written by train.py (experiments/<name>/models/*_G.pth)")
+    p.add_argument("trained", nargs="?", help="checkpoint written by train.py (experiments/<name>/models/*_G.pth)")
     p.add_argument("--set5", required=True, help="Set5 HR folder")
     p.add_argument("--set14", help="Set14 HR folder (results table; optional)")
     p.add_argument("--out", help="shipped file (default pretrained/KULNet_x<scale>.pth)")
@@ -52,16 +54,20 @@ def parse_args(argv=None):
     p.add_argument("--readme", default=os.path.join(REPO_ROOT, "README.md"),
                    help="README whose shipped-results section is rewritten ('' to skip)")
     p.add_argument("--device", default="auto", help="for the measurements: auto, cpu, cuda, cuda:N")
-    p.add_argument("--device_seconds", type=float, required=True,
-                   help="device time of this training call up to the shipping (start-up and training; "
-                   "the measurements here are not counted)")
+    p.add_argument("--device_seconds", type=float, default=None,
+                   help="device time of the training: the device script's time up to the shipping "
+                   "(the machine's own start-up and these measurements are not counted)")
     p.add_argument("--device_name", default="unknown", help="the GPU (or CPU) it trained on")
     p.add_argument("--data", default="../shared/datasets/train/HR: 257 photographs (DF2K not available)",
                    help="what it trained on")
     p.add_argument("--train_options", default="options/train/train_demo.yml with the overrides of "
                    "codes/scripts/device_train.sh", help="the options it trained with")
     p.add_argument("--continues", action="store_true",
-                   help="the training started from the file now at --out: add to its history")
+                   help="the training started from --start, the shipped file or its float32 original: "
+                   "add to its history")
+    p.add_argument("--start", help="the weights the training started from (checked against the manifest)")
+    p.add_argument("--check", action="store_true",
+                   help="only check the inputs, the manifest, the README and --start; print continue/fresh")
     p.add_argument("--max_delta_db", type=float, default=0.01,
                    help="largest |PSNR_Y(float16) - PSNR_Y(float32)| on Set5 allowed")
     p.add_argument("--noise", type=float, nargs="+", help="noise levels of the table (default 0; x4: 0 10)")
@@ -88,7 +94,7 @@ def run_protocol(checkpoint, scale, datasets, noise, baselines, device, work):
     proc = subprocess.run([sys.executable, os.path.join(CODES_DIR, "test.py"), "-opt", opt_path],
                           cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1].removeprefix("error: ")
         raise KULNetError(f"test.py failed on {checkpoint}: {tail}")
     with open(os.path.join(work, "results.json"), encoding="utf-8") as handle:
         summary = json.load(handle)["summary"]
@@ -109,10 +115,41 @@ def results_entries(averages):
 
 
 def load_manifest(path):
+    """dict ``{'files': {name: entry}}``; empty when the file does not exist yet."""
     if not os.path.exists(path):
         return {"files": {}}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise KULNetError(f"{path}: cannot read the manifest ({err}); restore it from git")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise KULNetError(f"{path}: not a manifest (no 'files' object); restore it from git")
+    return manifest
+
+
+def continuation(start, entry, name):
+    """``'fresh'`` (no start file) or ``'continue'`` (``start`` is the shipped ``name`` of ``entry`` or
+    the float32 weights its last session shipped); anything else raises, before any training."""
+    if start is None or not os.path.exists(start):
+        return "fresh"
+    if entry is None:
+        raise KULNetError(f"{start}: training would start from it, but the manifest has no entry for {name}; "
+                          f"remove it to train from scratch, or restore the manifest")
+    digest = sha256_file(start)
+    if digest in (entry["sha256"], entry["sessions"][-1]["trained_sha256"]):
+        return "continue"
+    raise KULNetError(f"{start}: neither the shipped {name} (sha256 {entry['sha256'][:12]}) nor the float32 "
+                      f"weights it was made from ({entry['sessions'][-1]['trained_sha256'][:12]}); remove it "
+                      f"to continue from the shipped file, or ship the training it came from first")
+
+
+def check_readme(path):
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        if README_START not in text or README_END not in text:
+            raise KULNetError(f"{path}: no '{README_START}' ... '{README_END}' section to write the results into")
 
 
 def render_results_table(manifest):
@@ -157,10 +194,9 @@ def render_manifest_md(manifest):
 
 
 def update_readme(path, table):
+    check_readme(path)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
-    if README_START not in text or README_END not in text:
-        raise KULNetError(f"{path}: no '{README_START}' ... '{README_END}' section to write the results into")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     atomic_write_text(path, f"{head}{README_START}\n{table}\n{README_END}{tail}")
@@ -168,6 +204,20 @@ def update_readme(path, table):
 
 def main(argv=None):
     args = parse_args(argv)
+    for label, folder in (("--set5", args.set5), ("--set14", args.set14)):
+        if folder and not os.path.isdir(folder):
+            raise KULNetError(f"{label} {folder}: no such folder")
+    check_readme(args.readme)
+    manifest = load_manifest(args.manifest)
+    if args.check:
+        scale_name = os.path.basename(args.out) if args.out else None
+        if not scale_name:
+            raise KULNetError("--check needs --out (the file to ship, e.g. pretrained/KULNet_x4.pth)")
+        print(continuation(args.start, manifest["files"].get(scale_name), scale_name))
+        return
+    if not args.trained or args.device_seconds is None:
+        raise KULNetError("give the trained checkpoint (experiments/<name>/models/latest_G.pth) and "
+                          "--device_seconds (the device time its training took)")
     fmt, params, meta = contents = read_checkpoint(args.trained)
     if fmt != "kulnet" or not meta.get("scale"):
         raise KULNetError(f"{args.trained}: not a checkpoint written by train.py (no metadata); ship our own "
@@ -175,10 +225,11 @@ def main(argv=None):
     scale = meta["scale"]
     out = os.path.abspath(args.out or os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{scale}.pth"))
     name = os.path.basename(out)
-    manifest = load_manifest(args.manifest)
     previous = manifest["files"].get(name) if args.continues else None
     if args.continues and previous is None:
         raise KULNetError(f"--continues: {args.manifest} has no entry for {name} to continue")
+    if args.continues and args.start:
+        continuation(args.start, previous, name)
     session = {"date": datetime.date.today().isoformat(), "iterations": int(meta.get("iteration") or 0),
                "device_seconds": round(args.device_seconds, 1), "device_name": args.device_name,
                "train_options": args.train_options, "code_version": meta.get("code_version"),

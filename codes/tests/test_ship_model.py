@@ -96,21 +96,64 @@ def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
     assert res.returncode == 2 and "not a checkpoint written by train.py" in res.stderr
 
 
-def test_device_train_script_dry_run_trains_and_ships(tmp_path, shared_datasets, repo_root):
-    """The one-call device script end to end on the CPU (DRY: tiny network, Set5 only)."""
+def test_continuation_rules_and_one_line_errors(tmp_path):
+    from scripts.ship_model import check_readme, continuation, load_manifest
+    from utils.atomic_save import atomic_write_text
+    from utils.errors import KULNetError
+    from utils.results import sha256_file
+
+    shipped, full, other = (tmp_path / n for n in ("KULNet_x4.pth", "f32.pth", "other.pth"))
+    for path, content in ((shipped, b"half"), (full, b"full"), (other, b"x")):
+        path.write_bytes(content)
+    entry = {"sha256": sha256_file(str(shipped)), "sessions": [{"trained_sha256": sha256_file(str(full))}]}
+    assert continuation(None, None, "KULNet_x4.pth") == "fresh"
+    assert continuation(str(tmp_path / "absent.pth"), entry, "KULNet_x4.pth") == "fresh"
+    assert continuation(str(shipped), entry, "KULNet_x4.pth") == "continue"
+    assert continuation(str(full), entry, "KULNet_x4.pth") == "continue"
+    with pytest.raises(KULNetError, match="neither the shipped KULNet_x4.pth"):
+        continuation(str(other), entry, "KULNet_x4.pth")
+    with pytest.raises(KULNetError, match="no entry for KULNet_x4.pth"):
+        continuation(str(full), None, "KULNet_x4.pth")
+
+    bad = tmp_path / "manifest.json"
+    bad.write_text("{broken")
+    with pytest.raises(KULNetError, match="cannot read the manifest"):
+        load_manifest(str(bad))
+    bad.write_text("[]")
+    with pytest.raises(KULNetError, match="not a manifest"):
+        load_manifest(str(bad))
+    assert load_manifest(str(tmp_path / "none.json")) == {"files": {}}
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers")
+    with pytest.raises(KULNetError, match="shipped-results:start"):
+        check_readme(str(readme))
+    readme.chmod(0o600)
+    atomic_write_text(str(readme), README)
+    assert readme.read_text() == README and readme.stat().st_mode & 0o777 == 0o600  # mode kept
+    check_readme(str(readme))
+
+
+def _dry_run(repo_root, shared_datasets, tmp_path, *extra_env):
+    """Run device_train.sh DRY on the CPU with data links in tmp and an empty (or given) pretrained/."""
     import subprocess
 
-    if os.path.exists(os.path.join(repo_root, "pretrained", "KULNet_x4.pth")):
-        pytest.skip("a shipped x4 model exists: the dry run would continue it (full widths, slow)")
     data = tmp_path / "data"
-    data.mkdir()
-    for name in ("train", "Set5", "Set14"):
-        (data / name).symlink_to(os.path.join(shared_datasets, name))
-    out = tmp_path / "out"
-    env = {**os.environ, "DRY": "1", "OUT": str(out), "DATA": str(data)}
-    proc = subprocess.run(["bash", "codes/scripts/device_train.sh", "4", "0.1"], cwd=repo_root, env=env,
+    if not data.exists():
+        data.mkdir()
+        for name in ("train", "Set5", "Set14"):
+            (data / name).symlink_to(os.path.join(shared_datasets, name))
+    env = {**os.environ, "DRY": "1", "OUT": str(tmp_path / "out"), "DATA": str(data),
+           "PRETRAINED": str(tmp_path / "pretrained"), **dict(extra_env)}
+    return subprocess.run(["bash", "codes/scripts/device_train.sh", "4", "0.1"], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def test_device_train_script_dry_run_trains_and_ships(tmp_path, shared_datasets, repo_root):
+    """The one-call device script end to end on the CPU (DRY: tiny network, Set5 only)."""
+    proc = _dry_run(repo_root, shared_datasets, tmp_path)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "training from scratch" in proc.stdout
+    out = tmp_path / "out"
     fmt, params, meta = read_checkpoint(str(out / "pretrained" / "KULNet_x4.pth"))
     assert meta["stored_dtype"] == "float16" and meta["iteration"] > 0
     full = read_checkpoint(str(out / "KULNet_x4_float32.pth"))
@@ -120,3 +163,16 @@ def test_device_train_script_dry_run_trains_and_ships(tmp_path, shared_datasets,
     assert "device_train.sh 4 0.1" in entry["sessions"][0]["train_options"]
     assert "| `KULNet_x4.pth` |" in (out / "README.md").read_text()
     assert (out / "pretrained" / "MANIFEST.md").exists() and not (out / "exp").exists()
+
+
+def test_device_train_script_refuses_a_start_file_that_was_not_shipped_before_training(
+        tmp_path, shared_datasets, repo_root):
+    """A float32 start file without a manifest entry (or not the shipped one) stops at once."""
+    (tmp_path / "data").mkdir()
+    for name in ("train", "Set5", "Set14"):
+        (tmp_path / "data" / name).symlink_to(os.path.join(shared_datasets, name))
+    save_network(tiny_model(), str(tmp_path / "data" / "KULNet_x4_float32.pth"), {"iteration": 5})
+    proc = _dry_run(repo_root, shared_datasets, tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "has no entry for KULNet_x4.pth" in proc.stderr
+    assert not (tmp_path / "out" / "train.log").exists()  # no training was started

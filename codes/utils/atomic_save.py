@@ -25,9 +25,9 @@ def _atomic_write(path, write):
     suffix = os.path.splitext(path)[1] or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
     try:
-        # mkstemp makes the file private (0600): keep the mode of the file replaced, else 0644
-        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp makes the file private (0600): keep the mode of the file replaced, else 0644
+            os.fchmod(handle.fileno(), os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
