@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import re
-import subprocess
 
 import torch
 
 from models.modules.kulnet import KULNet
 from utils.atomic_save import atomic_torch_save
 from utils.errors import KULNetError
+from utils.git_info import git_commit
 
 PACKAGE_VERSION = "0.1.0"
 NETWORKS = {"KULNet": KULNet}
@@ -31,12 +31,7 @@ logger = logging.getLogger(__name__)
 @functools.lru_cache(maxsize=1)
 def code_version():
     """str: the short git commit of this checkout (``+dirty`` not tracked), else ``PACKAGE_VERSION``."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
-                             capture_output=True, text=True, timeout=5, check=True)
-        return out.stdout.strip() or PACKAGE_VERSION
-    except (OSError, subprocess.SubprocessError):
-        return PACKAGE_VERSION
+    return git_commit(short=True) or PACKAGE_VERSION
 
 
 def define_G(opt):

@@ -190,3 +190,21 @@ def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path, m
         assert torch.equal(model(lr).sr, net.eval()(lr).sr)
     with pytest.raises(KULNetError, match=r"trained with network_G.sr_nf = 8, the options say 16"):
         network_options_for_checkpoint({**opt, "network_G": {**defaults, "sr_nf": 16}}, path)
+
+
+def test_git_commit_of_the_checkout_and_outside_git(tmp_path, monkeypatch):
+    import subprocess
+
+    from utils import git_info
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_info.CHECKOUT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        head = None
+    if head:
+        assert git_info.git_commit() == head
+        assert head.startswith(git_info.git_commit(short=True))
+        assert git_info.git_commit(mark_dirty=True) in (head, head + "+dirty")
+    monkeypatch.setattr(git_info, "CHECKOUT", str(tmp_path))  # not a repository
+    assert git_info.git_commit() is None and code_version() == PACKAGE_VERSION

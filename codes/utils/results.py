@@ -20,14 +20,13 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
-from options.options import REPO_ROOT
+from utils.git_info import git_commit
 
 KEY_COLUMNS = ["dataset", "image", "noise", "kernel", "sig1", "sig2", "theta_deg", "height", "width"]
 KULNET_METRICS = ["psnr_y", "ssim_y", "lr_psnr_y", "lr_ssim_y", "kernel_psnr", "time_s"]
@@ -139,17 +138,6 @@ def sha256_file(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def _git_commit():
-    try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True,  # noqa: E731
-                                        text=True, timeout=10, check=True).stdout.strip()
-        commit = run("rev-parse", "HEAD")
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def reproducibility_record(opt, device, checkpoint_meta=None):
     """What makes a results file reproducible.
 
@@ -161,7 +149,7 @@ def reproducibility_record(opt, device, checkpoint_meta=None):
 
     meta = {k: v for k, v in (checkpoint_meta or {}).items() if k not in ("missing_keys", "unexpected_keys")}
     return {
-        "commit": _git_commit(),
+        "commit": git_commit(mark_dirty=True) or "unknown",
         "checkpoint": opt["checkpoint"],
         "checkpoint_sha256": sha256_file(opt["checkpoint"]),
         "checkpoint_meta": meta,
