@@ -207,4 +207,4 @@ def test_git_commit_of_the_checkout_and_outside_git(tmp_path, monkeypatch):
         assert head.startswith(git_info.git_commit(short=True))
         assert git_info.git_commit(mark_dirty=True) in (head, head + "+dirty")
     monkeypatch.setattr(git_info, "CHECKOUT", str(tmp_path))  # not a repository
-    assert git_info.git_commit() is None and code_version() == PACKAGE_VERSION
+    assert git_info.git_commit() is None and code_version.__wrapped__() == PACKAGE_VERSION  # uncached
