@@ -35,7 +35,7 @@ from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.evaluation import load_model, make_forward
 from utils.figures import kernel_figure, uncertainty_map
-from utils.image_io import img2tensor, is_image_file, list_images, read_image, tensor2img, write_image
+from utils.image_io import img2tensor, list_image_inputs, read_image, tensor2img, write_image
 from options.options import read_yaml
 from utils.test_options import apply_scale, check_real_paths, validate_real_options
 
@@ -96,15 +96,6 @@ def build_options(args):
     check_real_paths(opt)
     opt["files"] = [os.path.join(opt["input"], f) for f in SKIMAGE_INPUTS] if demo else None
     return opt
-
-
-def list_inputs(path):
-    """The image files to process: ``path`` itself or the images of the folder ``path``."""
-    if os.path.isdir(path):
-        return list_images(path)
-    if not is_image_file(path):
-        raise KULNetError(f"{path}: not an image file name; give an image or a folder of images")
-    return [path]
 
 
 def output_stems(paths):
@@ -188,7 +179,7 @@ def restore_one(path, forward, opt, device, stem=None):
 def main(argv=None):
     args = parse_args(argv)
     opt = build_options(args)
-    paths = opt["files"] or list_inputs(opt["input"])
+    paths = opt["files"] or list_image_inputs(opt["input"])
     device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],

@@ -4,15 +4,13 @@ Before restoration a real LR image gets a border of ``c`` LR pixels made of a he
 replicate-padded copy of itself; after restoration ``c * scale`` pixels are cropped from every side
 of the SR result (:func:`remove_real_border`).
 """
-import os
 
 import torch
 import torch.nn.functional as F
 from dataclasses import asdict
 from torch.utils.data import Dataset
 
-from utils.errors import KULNetError
-from utils.image_io import img2tensor, is_image_file, list_images, read_image
+from utils.image_io import img2tensor, list_image_inputs, read_image
 
 # The authors' border widths (KULNET.md §8). The stated rule 2*c*s > 21 gives 3 at x4 but 6 and 4 at
 # x2 and x3; the table is what the authors used, so it wins; the rule covers other scales.
@@ -83,12 +81,7 @@ class LRDataset(Dataset):
     """
 
     def __init__(self, folder_or_file, scale, add_border=True):
-        if os.path.isfile(folder_or_file):
-            if not is_image_file(folder_or_file):
-                raise KULNetError(f"{folder_or_file}: not an image file (by its extension); give an image or a folder")
-            self.paths = [folder_or_file]
-        else:
-            self.paths = list_images(folder_or_file)
+        self.paths = list_image_inputs(folder_or_file)
         self.scale, self.add_border = int(scale), add_border
 
     def __len__(self):

@@ -206,3 +206,16 @@ def test_alpha_is_reported_once(tmp_path, monkeypatch, caplog):
         read_image(path)
     msgs = [r.getMessage() for r in caplog.records if "alpha" in r.getMessage()]
     assert msgs == [f"{path}: has an alpha channel; it is dropped (this is said once per run)"]
+
+
+def test_list_image_inputs_file_or_folder(tmp_path):
+    from utils.image_io import list_image_inputs
+
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [os.path.basename(p) for p in list_image_inputs(str(tmp_path))] == ["a.jpg", "b.png"]
+    assert list_image_inputs(str(tmp_path / "b.png")) == [str(tmp_path / "b.png")]
+    with pytest.raises(KULNetError, match="not an image file"):
+        list_image_inputs(str(tmp_path / "notes.txt"))
+    with pytest.raises(KULNetError, match="no such folder"):
+        list_image_inputs(str(tmp_path / "missing"))

@@ -49,6 +49,19 @@ def is_image_file(path):
     return os.path.splitext(path)[1].lower() in IMG_EXTENSIONS
 
 
+def list_image_inputs(path):
+    """The images to process for ``path``: the file itself, or the images of the folder (sorted).
+
+    Raises:
+        KULNetError: a file without an image extension, or what :func:`list_images` reports.
+    """
+    if os.path.isfile(path):
+        if not is_image_file(path):
+            raise KULNetError(f"{path}: not an image file (by its extension); give an image or a folder of images")
+        return [path]
+    return list_images(path)
+
+
 def list_images(folder, recursive=False):
     """Sorted paths of the image files in ``folder``; other files are ignored.
 
