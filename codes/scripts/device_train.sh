@@ -13,7 +13,10 @@
 #     run(carry=[".carry/train", ".carry/Set5", ".carry/Set14", ".carry/KULNet_x4_float32.pth"],
 #         timeout_s=560, command="bash codes/scripts/device_train.sh 4 6")
 #     (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more;
-#     BENCH=1 bash ... also measures issue 6's table first, about 1.5 minutes)
+#     BENCH=1 bash ... also measures issue 6's table first, about 1.5 minutes).
+#     The learning rate is constant (2e-4 after a 200-iteration warm-up) by default; ITERS=N bash ...
+#     decays it along a cosine to 1e-7 at iteration N instead (set N from the it/s of an earlier call
+#     so that N iterations fit in the minutes; the time budget still stops the run).
 # Back here: cp <files_at>/pretrained/* pretrained/ && cp <files_at>/README.md README.md, check, commit;
 #            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it.
 #            Adam's state (23 MB) does not come back: each call restarts it with a 200-iteration warm-up.
@@ -40,6 +43,10 @@ ARGS=(-opt options/train/train_demo.yml --time_budget "$MINUTES"
       --set "path.experiments_root=$EXP" --set logger.progress_bar=false
       --set train.niter=100000 --set "train.lr_steps=[100000]" --set train.warmup_iter=200
       --set train.val_freq=1000 --set logger.save_checkpoint_freq=1000)
+if [ -n "${ITERS:-}" ]; then  # cosine decay to the end of N iterations (short runs end better decayed)
+    ARGS+=(--set train.niter="$ITERS" --set train.lr_scheme=CosineAnnealingRestartLR
+           --set "train.T_period=[$ITERS]" --set "train.restart_weights=[1]" --set train.eta_min=1e-7)
+fi
 SETS=(--set5 "$DATA/Set5/HR" --set14 "$DATA/Set14/HR")
 if [ -n "${DRY:-}" ]; then  # tiny CPU settings, Set5 only
     ARGS+=(--device cpu --set datasets.train.batch_size=2 --set datasets.train.n_workers=0
@@ -50,7 +57,7 @@ cp README.md "$OUT/README.md"
 if [ -f "$PRETRAINED/manifest.json" ]; then cp "$PRETRAINED/manifest.json" "$OUT/pretrained/"; fi
 SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT/pretrained/manifest.json"
       --readme "$OUT/README.md"
-      --train_options "options/train/train_demo.yml, codes/scripts/device_train.sh $SCALE $MINUTES")
+      --train_options "options/train/train_demo.yml, ${ITERS:+ITERS=$ITERS }codes/scripts/device_train.sh $SCALE $MINUTES")
 
 # before any training: 'continue' (START is what was shipped, or its float32 original) or 'fresh'
 MODE=$(python codes/scripts/ship_model.py --check --start "$START" "${SHIP[@]}")
