@@ -23,7 +23,7 @@ from utils.errors import run_cli
 from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, load_model,
                               make_forward)
 from utils.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
-from utils.test_options import apply_scale, check_test_paths, validate_test_options
+from utils.test_options import PRECISION, apply_scale, check_test_paths, validate_test_options
 
 DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")
 
@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", help="weights file (ours or the authors' latest_G.pth)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble (flips and transposes)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", choices=PRECISION.choices,
                    help="inference autocast (default fp32, the paper's numerics; bf16 is faster, not exact)")
     p.add_argument("--datasets", nargs="+", metavar="[NAME=]FOLDER",
                    help="HR folders to test instead of the option file's datasets "

@@ -37,7 +37,7 @@ from utils.evaluation import load_model, make_forward
 from utils.figures import kernel_figure, uncertainty_map
 from utils.image_io import img2tensor, list_image_inputs, read_image, tensor2img, write_image
 from options.options import read_yaml
-from utils.test_options import apply_scale, check_real_paths, validate_real_options
+from utils.test_options import PRECISION, apply_scale, check_real_paths, validate_real_options
 
 MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
 # --input skimage: these photographs of the installed scikit-image package, used as LR inputs
@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--tile", type=int, help="LR tile size for the SR part (0: automatic)")
     p.add_argument("--no_border", action="store_true", help="skip the border of KULNET.md §8")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", choices=PRECISION.choices,
                    help="inference autocast (default fp32; bf16 is about 3x faster on CPUs with AMX)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     return p.parse_args(argv)

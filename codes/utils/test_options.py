@@ -20,6 +20,7 @@ import re
 from options.options import check_device, check_kernel_size, nearest_key, resolve_path, validate
 from options.schema import Key
 from utils.errors import KULNetError
+from utils.evaluation import INFERENCE_PRECISIONS
 
 _DEVICES = "auto, cpu, cuda or cuda:N"
 DEFAULT_CHECKPOINT = "pretrained/KULNet_x4.pth"
@@ -56,6 +57,9 @@ def apply_scale(raw, scale):
         raw["name"] = SHIPPED_NAME.sub(f"KULNet_x{scale}", name or "KULNet_x4_test", count=1)
 
 
+PRECISION = Key("str", "fp32", choices=tuple(INFERENCE_PRECISIONS),
+                help="inference autocast; fp32 = the paper's numerics, bf16 about 3x faster on AMX CPUs")
+
 # Scalar keys and sections of options/test/test.yml; 'datasets' and 'kernels' are checked below.
 TEST_SCHEMA = {
     "name": Key("str", "KULNet_x4_test", help="results go to <out> (default results/<name>)"),
@@ -74,8 +78,7 @@ TEST_SCHEMA = {
     },
     "save_images": Key("bool", True),
     "x8": Key("bool", False),
-    "precision": Key("str", "fp32", choices=("fp32", "bf16", "fp16"),
-                     help="inference autocast; fp32 = the paper's numerics, bf16 about 3x faster on AMX CPUs"),
+    "precision": PRECISION,
     "tile": Key("int", None, nullable=True, minimum=0, help="LR tile size; ~/0 = automatic"),
     "tile_overlap": Key("int", 32, minimum=0),
     "out": Key("path", None, nullable=True, help="default results/<name>"),
@@ -95,8 +98,7 @@ REAL_SCHEMA = {
     "out": Key("path", None, nullable=True, help="default results/<name>"),
     "border": Key("bool", True, help="the border of KULNET.md §8"),
     "x8": Key("bool", False),
-    "precision": Key("str", "fp32", choices=("fp32", "bf16", "fp16"),
-                     help="inference autocast; fp32 = the paper's numerics, bf16 about 3x faster on AMX CPUs"),
+    "precision": PRECISION,
     "tile": Key("int", None, nullable=True, minimum=0),
     "tile_overlap": Key("int", 32, minimum=0),
 }

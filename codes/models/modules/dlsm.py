@@ -131,8 +131,8 @@ class Decoding(nn.Module):
 
         The list is emptied as the maps are used, so inference frees each one early.
         """
-        d = feats.pop()
-        while feats:
+        d = feats.pop()  # e5
+        while feats:  # D1 takes e4 (and e5), D2 e3, D3 e2, D4 e1
             block = (self.D4, self.D3, self.D2, self.D1)[len(feats) - 1]
             d = self._block(block, feats.pop(), d)
         return self.w_generator(d), self.u_generator(d)
