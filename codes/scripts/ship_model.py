@@ -27,14 +27,13 @@ import sys
 import tempfile
 
 import torch
-import yaml
 
 CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if CODES_DIR not in sys.path:
     sys.path.insert(0, CODES_DIR)
 
 from models.networks import define_G, load_network, read_checkpoint, save_network  # noqa: E402
-from options.options import REPO_ROOT, read_yaml  # noqa: E402
+from options.options import REPO_ROOT, dump, read_yaml  # noqa: E402
 from utils.atomic_save import atomic_write_text  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.results import format_number, sha256_file  # noqa: E402
@@ -88,8 +87,7 @@ def run_protocol(checkpoint, scale, datasets, noise, baselines, device, work):
                save_images=False, out=os.path.abspath(work))
     opt_path = os.path.join(work, "test.yml")
     os.makedirs(work, exist_ok=True)
-    with open(opt_path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(raw, handle, sort_keys=False)
+    dump(raw, opt_path)
     print(f"test.py: {os.path.basename(checkpoint)} on {', '.join(datasets)}, noise {list(noise)}", flush=True)
     proc = subprocess.run([sys.executable, os.path.join(CODES_DIR, "test.py"), "-opt", opt_path],
                           cwd=REPO_ROOT, capture_output=True, text=True)
@@ -145,11 +143,14 @@ def continuation(start, entry, name):
 
 
 def check_readme(path):
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        if README_START not in text or README_END not in text:
-            raise KULNetError(f"{path}: no '{README_START}' ... '{README_END}' section to write the results into")
+    """str | None: the README's text (None without a README); raises without the markers."""
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if README_START not in text or README_END not in text:
+        raise KULNetError(f"{path}: no '{README_START}' ... '{README_END}' section to write the results into")
+    return text
 
 
 def render_results_table(manifest):
@@ -194,9 +195,7 @@ def render_manifest_md(manifest):
 
 
 def update_readme(path, table):
-    check_readme(path)
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    text = check_readme(path)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     atomic_write_text(path, f"{head}{README_START}\n{table}\n{README_END}{tail}")
@@ -235,6 +234,8 @@ def main(argv=None):
                "train_options": args.train_options, "code_version": meta.get("code_version"),
                "trained_sha256": sha256_file(args.trained)}
     sessions = (previous["sessions"] if previous else []) + [session]
+    iterations = sum(s["iterations"] for s in sessions)
+    device_seconds = round(sum(s["device_seconds"] for s in sessions), 1)
 
     net = define_G({"scale": scale, "kernel_size": meta.get("kernel_size") or 21,
                     "network_G": meta.get("network_G") or {}})
@@ -244,7 +245,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ship_", dir=os.path.dirname(out)) as work:  # same filesystem
         half = os.path.join(work, name)
-        save_network(net, half, {**meta, "iteration": sum(s["iterations"] for s in sessions),
+        save_network(net, half, {**meta, "iteration": iterations,
                                  "sessions": len(sessions)}, dtype=torch.float16)
         full = run_protocol(args.trained, scale, {"Set5": args.set5}, [0.0], False, args.device,
                             os.path.join(work, "float32"))[("Set5", 0.0)]["psnr_y"]
@@ -259,8 +260,8 @@ def main(argv=None):
 
     manifest["files"][name] = {
         "scale": scale, "sha256": sha256_file(out), "bytes": os.path.getsize(out), "stored_dtype": "float16",
-        "network_G": meta.get("network_G"), "iterations": sum(s["iterations"] for s in sessions),
-        "device_seconds": round(sum(s["device_seconds"] for s in sessions), 1), "data": args.data,
+        "network_G": meta.get("network_G"), "iterations": iterations,
+        "device_seconds": device_seconds, "data": args.data,
         "sessions": sessions, "results": results_entries(averages),
         "float16_check": {"dataset": "Set5", "noise": 0, "psnr_y_float32": full, "psnr_y_float16": shipped,
                           "delta_db": delta, "limit_db": args.max_delta_db}}
