@@ -46,6 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
                         help="stop cleanly after this many minutes of wall-clock time, with a "
                              "checkpoint to --auto_resume from (SIGINT/SIGTERM do the same)")
+    parser.add_argument("--snapshot_after", type=float, default=None, metavar="MINUTES",
+                        help="also save a checkpoint at the first iteration after this many minutes "
+                             "of wall-clock time (to compare runs at equal training time); the log "
+                             "says 'snapshot at iteration N'")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help=argparse.SUPPRESS)  # torch.distributed.launch compatibility
     return parser.parse_args(argv)
@@ -120,9 +124,12 @@ def build_train_loader(opt, rank, world, device):
 def train(args):
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
     opt = parse(args.opt, overrides)  # every option error is reported here, before any work
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise KULNetError(f"--time_budget {args.time_budget}: give a positive number of minutes")
+    for flag, minutes in (("--time_budget", args.time_budget), ("--snapshot_after", args.snapshot_after)):
+        if minutes is not None and minutes <= 0:
+            raise KULNetError(f"{flag} {minutes}: give a positive number of minutes")
+    t_launch = time.monotonic()
     stop = StopRequest(args.time_budget).install()
+    snapshot = StopRequest(args.snapshot_after) if args.snapshot_after else None  # a deadline only
     rank, world, local_rank = init_distributed(opt["device"])
     device = resolve_device(opt["device"], local_rank)
     if device.type == "cuda":
@@ -154,6 +161,8 @@ def train(args):
 
     model = create_model(opt, device=device, rank=rank, world_size=world)
     stop.world_size, stop.device = world, device
+    if snapshot is not None:
+        snapshot.world_size, snapshot.device = world, device
     logger.info("precision %s, %d parameters, %d images, %d iterations per epoch", model.precision,
                 sum(p.numel() for p in model.net.parameters()), len(loader.dataset),
                 sampler.batches_per_epoch())
@@ -211,7 +220,13 @@ def train(args):
                     logger.info("validation at iteration %d: %s", current,
                                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 stopping = current < total and stop.should_stop()
-                if current % log_opt["save_checkpoint_freq"] == 0 or current == total or stopping:
+                snapshot_now = snapshot is not None and snapshot.should_stop()
+                if snapshot_now:
+                    snapshot = None
+                    logger.info("snapshot at iteration %d (%.0f s after the start)", current,
+                                time.monotonic() - t_launch)
+                if (current % log_opt["save_checkpoint_freq"] == 0 or current == total or stopping
+                        or snapshot_now):
                     path = model.save(current, epoch, os.path.join(exp_dir, "models"),
                                       os.path.join(exp_dir, "training_state"),
                                       latest=current == total or stopping)

@@ -4,7 +4,8 @@
 # Budget: about 4-5 minutes on an H100: every run has its own timeout, runs are skipped after
 # DEADLINE seconds (default 400), and each run writes its JSON at once, so partial results come back.
 # QUICK=1: only the issue table (x4/x2 fp16 steps, inference, degradation, FLOPs, the plain path),
-# about 1.5 minutes; device_train.sh runs it first with BENCH=1.
+# about 1.5 minutes; device_train.sh runs it first with BENCH=1. SKIP_TABLE=1: only the rest (the
+# options, bf16, torch.compile), for a later call.
 # Dry run on a CPU (checks the script, not the speed):
 #     DEVICE=cpu EXTRA="--batch 1 --gt_size 16 --infer_sizes 8 --repeats 1 --warmup 0 --threads 1" \
 #         bash codes/benchmarks/device_check.sh
@@ -35,17 +36,19 @@ cat "$OUT/env.txt"
 
 # 1. the issue table (defaults: direct blur, NCHW on the GPU), with profiles, and the plain path
 #    (every speed/memory option off) to see what the options are worth
+if [ -z "${SKIP_TABLE:-}" ]; then
 run 80 x4_fp16      --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 20 --warmup 5 \
     --profile "$OUT/x4_fp16_profile.txt"
 run 45 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 20 --warmup 5 \
     --profile "$OUT/x2_fp16_profile.txt"
 run 45 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 20 --warmup 5
+fi
 if [ -n "${QUICK:-}" ]; then echo "done (QUICK); files in $OUT" | tee -a "$LOG"; exit 0; fi
+# 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
+run 45 x4_fp16_cl   --scale 4 --precision fp16 --parts infer,train --channels_last on --repeats 20 --warmup 5
+run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
 run 45 x4_bf16      --scale 4 --precision bf16 --parts train --repeats 20 --warmup 5
 run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warmup 5
-# 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
-run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
-run 45 x4_fp16_cl   --scale 4 --precision fp16 --parts infer,train --channels_last on --repeats 20 --warmup 5
 run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --channels_last on --blur fft \
     --repeats 20 --warmup 3
 # 3. torch.compile (compile time counts in the warm-up only); last, so a slow compile cannot eat the rest

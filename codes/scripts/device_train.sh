@@ -20,12 +20,21 @@
 # Back here: cp <files_at>/pretrained/* pretrained/ && cp <files_at>/README.md README.md, check, commit;
 #            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it.
 #            Adam's state (23 MB) does not come back: each call restarts it with a 200-iteration warm-up.
+# For one call that must fit a device budget (issue 7's first x4 call):
+#     END_BY=545 ITERS=auto SNAPSHOT=5 SHIP=later BENCH=1 bash codes/scripts/device_train.sh 4
+#     END_BY=S: train until S seconds after the script's start (the MINUTES argument is ignored);
+#     ITERS=auto: N from the benchmark's train step time (needs BENCH=1), so that the cosine ends
+#     with the run; SNAPSHOT=M: also bring back the weights at M minutes of training
+#     (KULNet_x<S>_snapshot_float32.pth, to compare with a run of M minutes); SHIP=later: do not ship
+#     on the device (the measurements take device time): ship here with ship_model.py afterwards.
+#     The small files come back as one archive, device_logs.tgz (at most 8 files come back).
 # Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
 #     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
 # PRETRAINED (default pretrained) is the folder of the shipped files and manifest (tests change it).
 set -euo pipefail
 SCALE=${1:-4}
 MINUTES=${2:-6}
+ITERS=${ITERS:-}
 OUT=${OUT:-device_train_out}
 DATA=${DATA:-.carry}
 PRETRAINED=${PRETRAINED:-pretrained}
@@ -37,22 +46,28 @@ SHIPPED="$PRETRAINED/KULNet_x${SCALE}.pth"          # float16, in git
 FULL="$DATA/KULNet_x${SCALE}_float32.pth"          # the float32 weights an earlier call brought back
 START=$([ -f "$FULL" ] && echo "$FULL" || echo "$SHIPPED")
 
-ARGS=(-opt options/train/train_demo.yml --time_budget "$MINUTES"
+ARGS=(-opt options/train/train_demo.yml
       --set "name=$NAME" --set "scale=$SCALE" --set "datasets.train.GT_size=$((48 * SCALE))"
       --set "datasets.train.dataroot_GT=$DATA/train/HR" --set "datasets.val.dataroot_GT=$DATA/Set14/HR"
       --set "path.experiments_root=$EXP" --set logger.progress_bar=false
       --set train.niter=100000 --set "train.lr_steps=[100000]" --set train.warmup_iter=200
       --set train.val_freq=1000 --set logger.save_checkpoint_freq=1000)
-if [ -n "${ITERS:-}" ]; then  # cosine decay to the end of N iterations (short runs end better decayed)
-    ARGS+=(--set train.niter="$ITERS" --set train.lr_scheme=CosineAnnealingRestartLR
-           --set "train.T_period=[$ITERS]" --set "train.restart_weights=[1]" --set train.eta_min=1e-7)
-fi
+cosine_to() {  # cosine decay to the end of N iterations (short runs end better decayed)
+    ARGS+=(--set train.niter="$1" --set train.lr_scheme=CosineAnnealingRestartLR
+           --set "train.T_period=[$1]" --set "train.restart_weights=[1]" --set train.eta_min=1e-7)
+}
+if [ -n "$ITERS" ] && [ "$ITERS" != auto ]; then cosine_to "$ITERS"; fi
+if [ -n "${SNAPSHOT:-}" ]; then ARGS+=(--snapshot_after "$SNAPSHOT"); fi
+if [ -z "${DRY:-}" ]; then ARGS+=(--set datasets.train.n_workers="${WORKERS:-12}"); fi
 SETS=(--set5 "$DATA/Set5/HR" --set14 "$DATA/Set14/HR")
 if [ -n "${DRY:-}" ]; then  # tiny CPU settings, Set5 only
     ARGS+=(--device cpu --set datasets.train.batch_size=2 --set datasets.train.n_workers=0
            --set "network_G={est_nf: 8, sr_nf: 8, n_stages: 2}" --set datasets.val.max_images=1)
     SETS=(--set5 "$DATA/Set5/HR" --noise 0 --device cpu)
 fi
+SHIP_MODE=${SHIP:-device}
+if [ "$SHIP_MODE" != device ] && [ "$SHIP_MODE" != later ]; then echo "error: SHIP=$SHIP_MODE: device or later"; exit 2; fi
+if [ "$ITERS" = auto ] && [ -z "${BENCH:-}" ]; then echo "error: ITERS=auto needs BENCH=1"; exit 2; fi
 cp README.md "$OUT/README.md"
 if [ -f "$PRETRAINED/manifest.json" ]; then cp "$PRETRAINED/manifest.json" "$OUT/pretrained/"; fi
 SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT/pretrained/manifest.json"
@@ -76,6 +91,25 @@ if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 1.5 minutes), JSO
     OUT="$OUT/bench" QUICK=1 DEADLINE=150 DEVICE=$([ -n "${DRY:-}" ] && echo cpu || echo cuda) \
         EXTRA=${BENCH_EXTRA:-} bash codes/benchmarks/device_check.sh | { grep -E "^=== |^done" || true; }
     BENCH_S=$SECONDS  # not counted as the model's device time
+    tar czf "$OUT/bench.tgz" -C "$OUT" bench && rm -rf "$OUT/bench"
+fi
+if [ -n "${END_BY:-}" ]; then  # the rest of the call's budget, less 25 s for saving and packing
+    MINUTES=$(python -c "print(round(max(0.5, ($END_BY - $SECONDS - 25) / 60), 2))")
+    echo "training for $MINUTES minutes (END_BY=$END_BY)"
+fi
+ARGS+=(--time_budget "$MINUTES")
+if [ "$ITERS" = auto ]; then  # N iterations at the benchmark's step time fill 90% of the budget
+    ITERS=$(python - "$OUT/bench.tgz" "$SCALE" "$MINUTES" <<'PY' || true
+import json, sys, tarfile
+archive, scale, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with tarfile.open(archive) as tar:
+    names = [n for n in (f"bench/x{scale}_fp16.json", "bench/x4_fp16.json") if n in tar.getnames()]
+    ms = json.load(tar.extractfile(names[0]))["results"]["train"]["ms"]  # x3 has no run: x4's
+print(int(0.9 * (minutes * 60 - 20) * 1000 / ms))
+PY
+)
+    if [ -n "$ITERS" ]; then echo "ITERS=auto: cosine to $ITERS iterations"; cosine_to "$ITERS"
+    else echo "warning: ITERS=auto: no train step time in the benchmark; constant learning rate"; fi
 fi
 t0=$SECONDS
 { python codes/train.py "${ARGS[@]}" 2>&1; echo $? >"$OUT/train.rc"; } | tee "$OUT/train.log" |
@@ -87,6 +121,16 @@ if [ "$(cat "$OUT/train.rc")" != 0 ] || [ ! -f "$WEIGHTS" ]; then
     exit 1
 fi
 cp "$WEIGHTS" "$OUT/KULNet_x${SCALE}_float32.pth"  # 11.5 MB, comes back even if the shipping fails; not for git
+SNAP_ITER=$(sed -n 's/.*snapshot at iteration \([0-9]*\) .*/\1/p' "$OUT/train.log" | head -n 1)
+if [ -n "$SNAP_ITER" ]; then cp "$EXP/$NAME/models/${SNAP_ITER}_G.pth" "$OUT/KULNet_x${SCALE}_snapshot_float32.pth"; fi
+if [ "$SHIP_MODE" = later ]; then
+    echo "SHIP=later: ship here with python codes/scripts/ship_model.py KULNet_x${SCALE}_float32.pth" \
+         "--device_seconds $((SECONDS - BENCH_S)) ... (device time of the training part)"
+    rm -rf "$EXP" "$OUT/pretrained" "$OUT/README.md"
+    (cd "$OUT" && tar czf device_logs.tgz env.txt train.log train.rc && rm env.txt train.log train.rc)
+    echo "total: $SECONDS s"; ls -la "$OUT"
+    exit 0
+fi
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
 python codes/scripts/ship_model.py "$WEIGHTS" "${SHIP[@]}" \
     --device_seconds "$((SECONDS - BENCH_S))" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"

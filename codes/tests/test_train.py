@@ -281,6 +281,25 @@ def test_time_budget_stops_cleanly_and_resumes_exactly(straight_run, data_dir, t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_snapshot_after_saves_an_extra_checkpoint_without_changing_the_run(straight_run, data_dir,
+                                                                           tmp_path):
+    """--snapshot_after keeps the weights of the first iteration past the deadline (here iteration 1),
+    says so in the log, and the run goes on to the same final weights as the straight run."""
+    opt = _options(tmp_path / "tiny.yml", data_dir, tmp_path / "exp")
+    proc = _run(["codes/train.py", "-opt", opt, "--snapshot_after", "0.0001"])
+    exp = tmp_path / "exp" / "tiny"
+    assert "1_G.pth" in os.listdir(exp / "models")
+    assert "1_G.pth" not in os.listdir(straight_run / "models")
+    assert re.search(r"snapshot at iteration 1 \(\d+ s after the start\)", proc.stderr)
+    assert proc.stderr.count("snapshot at iteration") == 1
+    a, b = _weights(straight_run / "models" / "6_G.pth"), _weights(exp / "models" / "6_G.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    bad = subprocess.run([sys.executable, "codes/train.py", "-opt", opt, "--snapshot_after", "0"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--snapshot_after 0.0: give a positive number of minutes" in bad.stderr
+
+
 def test_sigterm_saves_a_checkpoint_at_the_current_iteration(data_dir, tmp_path):
     import signal
     import time
