@@ -14,7 +14,12 @@ Figures (one device, scale and precision per run; median of ``--repeats`` after 
               843 GFLOP reference). Counted on the plain path (direct 21x21 blur), i.e. the nominal
               work of the authors' network; achieved TFLOP/s = step FLOPs / train ms.
 
-Peak memory: torch.cuda.max_memory_allocated on CUDA (reset before each part); on the CPU the
+Peak memory: torch.cuda.max_memory_allocated on CUDA, over the timed calls (reset after the
+warm-up: the steady state); the JSON's ``peak_mem_warmup_mib`` also counts the warm-up, where cuDNN's
+autotuning (``cudnn.benchmark``, on for the training parts as in train.py) tries algorithms with
+large workspaces: the first session's H100 inference figures (14 GiB at LR 128) were that. Inference
+runs with ``cudnn.benchmark`` off by default, as test.py and test_real.py do
+(``--infer_cudnn_benchmark`` turns it on). On the CPU the
 process's peak RSS (``resource.getrusage``), which only grows, so parts run smallest first and the
 JSON also gives the rise of the peak during each part. On the CPU the process CPU time per
 iteration is reported too: it is steadier than wall time when other jobs load the cores.
@@ -22,7 +27,7 @@ iteration is reported too: it is steadier than wall time when other jobs load th
 Usage (from the repository root):
     python codes/benchmarks/benchmark.py [--device auto|cpu|cuda[:N]] [--scale 4]
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
-        [--infer_sizes 128,256] [--infer_precision fp32] [--repeats 10] [--warmup 3]
+        [--infer_sizes 128,256] [--infer_precision fp32] [--infer_cudnn_benchmark] [--repeats 10] [--warmup 3]
         [--channels_last auto|on|off] [--blur auto|direct|fft] [--plain] [--compile] [--threads N]
         [--step wrapper|composed] [--keep_freed_memory] [--json PATH]
 
@@ -61,10 +66,18 @@ def _rss_mib():
 
 
 class _Memory:
-    """Peak memory of one part: CUDA max allocated (reset at entry) or the CPU peak RSS."""
+    """Peak memory of one part: CUDA max allocated (reset at entry and again by :meth:`restart`, after
+    the warm-up) or the CPU peak RSS (which cannot be reset)."""
 
     def __init__(self, device):
         self.device = device
+        self.warmup_peak = None
+
+    def restart(self):
+        """Keep the peak so far as the warm-up's and measure the steady state from here (CUDA)."""
+        if self.device.type == "cuda":
+            self.warmup_peak = torch.cuda.max_memory_allocated(self.device) / MIB
+            torch.cuda.reset_peak_memory_stats(self.device)
 
     def __enter__(self):
         if self.device.type == "cuda":
@@ -87,6 +100,8 @@ class _Memory:
 
     def fields(self):
         out = {"peak_mem_mib": round(self.peak, 1), "peak_mem_kind": self.kind}
+        if self.warmup_peak is not None:
+            out["peak_mem_warmup_mib"] = round(max(self.warmup_peak, self.peak), 1)
         if self.rise is not None:
             out["peak_rss_rise_mib"] = round(self.rise, 1)
         return out
@@ -173,7 +188,7 @@ def bench_train(args, device):
     else:
         step = _composed_step(args, device)
     with _Memory(device) as mem:
-        timing = time_call(step, device, args.repeats, args.warmup)
+        timing = time_call(step, device, args.repeats, args.warmup, after_warmup=mem.restart)
     if args.profile:
         _profile(step, device, args.profile)
     res = {"step_impl": impl, "batch": args.batch, "gt_size": args.gt_size,
@@ -211,7 +226,8 @@ def bench_degrade(args, device):
     hr = torch.rand(args.batch, 3, args.gt_size, args.gt_size, generator=gen, device=device)
     deg = Degradation(args.scale)
     with torch.no_grad(), _Memory(device) as mem:
-        timing = time_call(lambda: deg(hr, generator=gen), device, args.repeats, args.warmup)
+        timing = time_call(lambda: deg(hr, generator=gen), device, args.repeats, args.warmup,
+                           after_warmup=mem.restart)
     return {"batch": args.batch, "gt_size": args.gt_size, **timing, **mem.fields()}
 
 
@@ -223,12 +239,19 @@ def bench_infer(args, device):
     net = _configure(define_G({"scale": args.scale}).to(device).eval(), args)
     run = _maybe_compile(net, args)
     results = []
-    for size in sorted(args.infer_sizes):
-        lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size), device=device)
-        with torch.inference_mode(), _autocast(device, args.infer_precision), _Memory(device) as mem:
-            timing = time_call(lambda: run(lr), device, args.repeats, min(args.warmup, 2))
-        results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
-                        **timing, **mem.fields()})
+    autotune = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = args.infer_cudnn_benchmark  # off: as test.py / test_real.py
+    try:
+        for size in sorted(args.infer_sizes):
+            lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size),
+                            device=device)
+            with torch.inference_mode(), _autocast(device, args.infer_precision), _Memory(device) as mem:
+                timing = time_call(lambda: run(lr), device, args.repeats, min(args.warmup, 2),
+                                   after_warmup=mem.restart)
+            results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
+                            "cudnn_benchmark": args.infer_cudnn_benchmark, **timing, **mem.fields()})
+    finally:
+        torch.backends.cudnn.benchmark = autotune
     return results
 
 
@@ -325,10 +348,12 @@ def _parse_args(argv):
     ap.add_argument("--gt_size", type=int, default=None, help="HR crop side (default 48*scale)")
     ap.add_argument("--infer_sizes", default="128,256", help="comma list of LR sides for inference")
     ap.add_argument("--infer_precision", default="fp32", choices=tuple(PRECISIONS))
+    ap.add_argument("--infer_cudnn_benchmark", action="store_true",
+                    help="cuDNN autotuning for inference too (test.py does not use it; training does)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--channels_last", default="auto", choices=("auto", "on", "off"),
-                    help="auto: the DLSM U-Net in channels-last on the CPU only")
+                    help="auto: channels-last for the DLSM U-Net on the CPU, for both parts on CUDA")
     ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft"),
                     help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere")
     ap.add_argument("--plain", action="store_true",

@@ -34,7 +34,7 @@ run() {  # run <seconds> <name> <args...>
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# 1. the issue table (defaults: direct blur, NCHW on the GPU), with profiles, and the plain path
+# 1. the issue table (defaults: direct blur, channels-last on the GPU), then the plain path, then profiles
 #    (every speed/memory option off) to see what the options are worth
 if [ -z "${SKIP_TABLE:-}" ]; then
 run 80 x4_fp16      --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 20 --warmup 5 \

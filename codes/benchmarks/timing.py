@@ -5,7 +5,7 @@ import time
 import torch
 
 
-def time_call(fn, device, repeats, warmup):
+def time_call(fn, device, repeats, warmup, after_warmup=None):
     """Run ``fn`` ``warmup`` + ``repeats`` times and time the repeats.
 
     On CUDA the device is synchronised around each call, so the figure is the GPU time too.
@@ -13,6 +13,8 @@ def time_call(fn, device, repeats, warmup):
     Args:
         fn (callable): the work, no arguments. device (torch.device): where it runs.
         repeats (int): timed calls. warmup (int): untimed calls first.
+        after_warmup (callable | None): called once between the warm-up and the timed calls (after
+            the device is synchronised), e.g. to reset peak-memory statistics.
 
     Returns:
         dict: ``ms`` (median wall ms per call), ``min_ms``, ``repeats``, ``warmup``, and on the CPU
@@ -23,6 +25,8 @@ def time_call(fn, device, repeats, warmup):
         fn()
     if cuda:
         torch.cuda.synchronize(device)
+    if after_warmup is not None:
+        after_warmup()
     wall, cpu = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()

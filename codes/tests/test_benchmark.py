@@ -238,6 +238,32 @@ def test_kernel_map_optional_and_state_dict_unchanged():
         torch.testing.assert_close(kmap.mean(dim=(2, 3)).view(1, 21, 21), kernel)
 
 
+def test_channels_last_default_per_device():
+    """None (default): the DLSM U-Net in channels-last on the CPU and CUDA, the estimator on CUDA
+    only (the H100 measurement of the first device session); True/False force both."""
+    from types import SimpleNamespace
+
+    net = KULNet(scale=4, est_nf=8, sr_nf=8, n_stages=1)
+    on = {d: SimpleNamespace(device=torch.device(d)) for d in ("cpu", "cuda", "meta")}
+    assert net.channels_last is None
+    assert [net.SR_net._use_channels_last(on[d]) for d in on] == [True, True, False]
+    assert [net.kernel_extra._use_channels_last(on[d]) for d in on] == [False, True, False]
+    for value in (True, False):
+        net.channels_last = value
+        assert all(part._use_channels_last(on[d]) == value for part in (net.SR_net, net.kernel_extra)
+                   for d in on)
+
+
+def test_time_call_after_warmup_runs_between_warmup_and_timed_calls():
+    from benchmarks.timing import time_call
+
+    calls = []
+    result = time_call(lambda: calls.append("call"), torch.device("cpu"), repeats=3, warmup=2,
+                       after_warmup=lambda: calls.append("reset"))
+    assert calls == ["call", "call", "reset", "call", "call", "call"]
+    assert result["repeats"] == 3 and result["warmup"] == 2
+
+
 def test_benchmark_smoke(tmp_path, repo_root):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, os.path.join(repo_root, "codes", "benchmarks", "benchmark.py"), "--device", "cpu",
@@ -316,7 +342,7 @@ def test_memory_options_lower_the_peak_of_live_tensors():
     from benchmarks.live_tensors import LiveTensorPeak
 
     fast, plain = _nets(4)
-    fast.blur_impl, fast.channels_last = "direct", False  # the GPU's layout
+    fast.blur_impl, fast.channels_last = "direct", False  # the memory options alone
     lr = torch.rand(1, 3, 32, 32)
     peaks = []
     for net in (fast, plain):
