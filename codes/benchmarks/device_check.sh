@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One-call GPU check for issue 6 (speed). Run from the repository root on a CUDA machine:
 #     bash codes/benchmarks/device_check.sh            # writes JSON + logs under $OUT (or ./device_check_out)
-# Budget: about 4-5 minutes on an H100: every run has its own timeout, runs are skipped after
+# Budget: about 7-8 minutes on an H100 (DEADLINE=540 for all of it): every run has its own timeout, runs are skipped after
 # DEADLINE seconds (default 400), and each run writes its JSON at once, so partial results come back.
-# QUICK=1: only the issue table (x4/x2 fp16 steps, inference, degradation, FLOPs, the plain path),
-# about 1.5 minutes; device_train.sh runs it first with BENCH=1. SKIP_TABLE=1: only the rest (the
-# options, bf16, torch.compile), for a later call.
+# QUICK=1: only the issue table (x4/x2 fp16 steps, inference, degradation, FLOPs), about 2.5
+# minutes; device_train.sh runs it first with BENCH=1. SKIP_TABLE=1: only the rest (the options,
+# bf16, torch.compile), for a later call.
+# PACK=1: pack the files into $OUT/device_check.tgz at the end (at most 8 files come back).
 # Dry run on a CPU (checks the script, not the speed):
 #     DEVICE=cpu EXTRA="--batch 1 --gt_size 16 --infer_sizes 8 --repeats 1 --warmup 0 --threads 1" \
 #         bash codes/benchmarks/device_check.sh
@@ -19,6 +20,15 @@ DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-}
 DEADLINE=${DEADLINE:-400}
 B="python codes/benchmarks/benchmark.py --device $DEVICE"
+finish() {  # PACK=1: everything in one archive (the device tool brings back at most 8 files)
+    echo "$1; files in $OUT" | tee -a "$LOG"
+    if [ -n "${PACK:-}" ]; then
+        (cd "$OUT" && tar czf device_check.tgz --exclude=device_check.tgz ./* &&
+         find . -maxdepth 1 -type f ! -name device_check.tgz ! -name log.txt -delete)
+    fi
+    ls -la "$OUT"
+    exit 0
+}
 run() {  # run <seconds> <name> <args...>
     local secs=$1 name=$2; shift 2
     if (( SECONDS + 20 > DEADLINE )); then echo "=== $name: skipped (deadline)" | tee -a "$LOG"; return; fi
@@ -34,18 +44,23 @@ run() {  # run <seconds> <name> <args...>
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# 1. the issue table (defaults: direct blur, channels-last on the GPU), then the plain path, then profiles
-#    (every speed/memory option off) to see what the options are worth
+# 1. the issue table (defaults: direct blur, channels-last on the GPU), then the plain path (every
+#    speed/memory option off) to see what the options are worth, then profiles of a few steps.
+#    (First device session, H100: the x4 run with FLOPs and a profile needed more than 80 s, mostly
+#    Python start-up, the FLOP count on the CPU and cuDNN's autotuning; hence the split.)
 if [ -z "${SKIP_TABLE:-}" ]; then
-run 80 x4_fp16      --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 20 --warmup 5 \
+run 130 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3
+run 70 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3
+if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
+run 100 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 10 --warmup 3
+run 70 x4_fp16_profile --scale 4 --precision fp16 --parts train --repeats 2 --warmup 2 \
     --profile "$OUT/x4_fp16_profile.txt"
-run 45 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 20 --warmup 5 \
+run 60 x2_fp16_profile --scale 2 --precision fp16 --parts train --repeats 2 --warmup 2 \
     --profile "$OUT/x2_fp16_profile.txt"
-run 45 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 20 --warmup 5
 fi
-if [ -n "${QUICK:-}" ]; then echo "done (QUICK); files in $OUT" | tee -a "$LOG"; exit 0; fi
+if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
 # 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
-run 45 x4_fp16_cl   --scale 4 --precision fp16 --parts infer,train --channels_last on --repeats 20 --warmup 5
+run 60 x4_fp16_nchw --scale 4 --precision fp16 --parts infer,train --channels_last off --repeats 10 --warmup 3
 run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
 run 45 x4_bf16      --scale 4 --precision bf16 --parts train --repeats 20 --warmup 5
 run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warmup 5
@@ -54,5 +69,4 @@ run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --cha
 # 3. torch.compile (compile time counts in the warm-up only); last, so a slow compile cannot eat the rest
 run 120 x4_fp16_compile --scale 4 --precision fp16 --parts train --compile --channels_last on --repeats 20 \
     --warmup 3
-echo "done; files in $OUT" | tee -a "$LOG"
-ls -la "$OUT"
+finish done
