@@ -1,0 +1,68 @@
+"""The models shipped in pretrained/: the manifest matches the files, and the x4 model still gives
+the output it gave when it was shipped (a regression anchor for the weights and the inference path)."""
+import json
+import os
+
+import pytest
+import torch
+
+from data.degradation import Degradation
+from models.networks import define_G, load_network, read_checkpoint
+from options.options import REPO_ROOT
+from utils.evaluation import build_kernels
+from utils.image_io import img2tensor, read_image, tensor2img
+from utils.metrics import calculate_psnr, kernel_psnr
+from utils.results import sha256_file
+
+PRETRAINED = os.path.join(REPO_ROOT, "pretrained")
+
+# Set5 img_003, top-left 128x128 crop, the protocol's first kernel (2.0, 0.5, 0 deg), noise 0,
+# shipped x4 model in float32 on the CPU; measured when the file was shipped (sha256 below).
+X4_SHA256 = "abcbec4ed7699f6df7e8da9346aff535a5eef44f0d8cf74528f171c1c67d1a73"
+X4_PSNR_Y = 23.0086
+X4_KERNEL_PSNR = 40.9030
+
+
+def _manifest():
+    with open(os.path.join(PRETRAINED, "manifest.json"), encoding="utf-8") as handle:
+        return json.load(handle)["files"]
+
+
+def test_manifest_describes_each_shipped_file():
+    files = _manifest()
+    assert "KULNet_x4.pth" in files  # x4 ships first (issue 7); x2 and x3 follow
+    on_disk = sorted(n for n in os.listdir(PRETRAINED) if n.endswith(".pth"))
+    assert on_disk == sorted(files)
+    for name, entry in files.items():
+        path = os.path.join(PRETRAINED, name)
+        assert sha256_file(path) == entry["sha256"] and os.path.getsize(path) == entry["bytes"]
+        fmt, params, meta = read_checkpoint(path)
+        assert {t.dtype for t in params.values() if t.is_floating_point()} == {torch.float16}
+        assert name == f"KULNet_x{entry['scale']}.pth" == f"KULNet_x{meta['scale']}.pth"
+        assert meta["iteration"] == entry["iterations"] == sum(s["iterations"] for s in entry["sessions"])
+        check = entry["float16_check"]
+        assert abs(check["psnr_y_float16"] - check["psnr_y_float32"]) < 0.01 == check["limit_db"]
+        rows = {(r["dataset"], r["noise"]): r for r in entry["results"]}
+        assert {("Set5", 0.0), ("Set14", 0.0)} <= set(rows)
+        if entry["scale"] == 4:
+            assert {("Set5", 10.0), ("Set14", 10.0)} <= set(rows)
+        for row in rows.values():
+            assert row["kulnet"]["psnr_y"] > row["bicubic"]["psnr_y"] + 3
+
+
+def test_shipped_x4_model_reproduces_its_reference_output(shared_datasets):
+    path = os.path.join(PRETRAINED, "KULNet_x4.pth")
+    if sha256_file(path) != X4_SHA256:
+        pytest.fail("pretrained/KULNet_x4.pth changed: measure its new reference output and update "
+                    "X4_SHA256 / X4_PSNR_Y / X4_KERNEL_PSNR in this test")
+    net = define_G({"scale": 4}).eval()
+    load_network(net, path, strict=True, expected_scale=4)
+    hr = img2tensor(read_image(os.path.join(shared_datasets, "Set5", "HR", "img_003.png"))[0][:128, :128])
+    kernel = build_kernels({"scale": 4, "kernel_size": 21, "kernels": "paper"})[0].kernel[None]
+    batch = Degradation(4, 21, random_noise=False, noise=0)(hr, kernel=kernel)
+    with torch.no_grad():
+        out = net(batch.lr)
+    psnr = calculate_psnr(tensor2img(out.sr), tensor2img(hr), 4)
+    print(f"PSNR_Y {psnr:.4f} dB, kernel PSNR {kernel_psnr(out.kernel[0], kernel[0]):.4f} dB")
+    assert psnr == pytest.approx(X4_PSNR_Y, abs=0.02)
+    assert kernel_psnr(out.kernel[0], kernel[0]) == pytest.approx(X4_KERNEL_PSNR, abs=0.05)
