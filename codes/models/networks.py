@@ -30,8 +30,10 @@ logger = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=1)
 def code_version():
-    """str: the short git commit of this checkout (``+dirty`` not tracked), else ``PACKAGE_VERSION``."""
-    return git_commit(short=True) or PACKAGE_VERSION
+    """str: ``$KULNET_CODE_VERSION`` when set (a copy of the tree whose ``.git`` is stale or absent, as
+    on the device machine, where HEAD read an older commit), else the short git commit of this
+    checkout (``+dirty`` not tracked), else ``PACKAGE_VERSION``."""
+    return os.environ.get("KULNET_CODE_VERSION") or git_commit(short=True) or PACKAGE_VERSION
 
 
 def define_G(opt):

@@ -20,8 +20,10 @@
 # Back here: cp <files_at>/pretrained/* pretrained/ && cp <files_at>/README.md README.md, check, commit;
 #            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored): the next call continues from it.
 #            Adam's state (23 MB) does not come back: each call restarts it with a 200-iteration warm-up.
+# The device's copy of the tree may carry a stale .git (the first call recorded an older HEAD):
+# put KULNET_CODE_VERSION=$(git rev-parse --short HEAD) (run here, committed tree) before the command.
 # For one call that must fit a device budget (issue 7's first x4 call):
-#     END_BY=545 ITERS=auto SNAPSHOT=5 SHIP=later BENCH=1 bash codes/scripts/device_train.sh 4
+#     END_BY=570 ITERS=auto SNAPSHOT=5 SHIP=later BENCH=1 bash codes/scripts/device_train.sh 4
 #     END_BY=S: train until S seconds after the script's start (the MINUTES argument is ignored);
 #     ITERS=auto: N from the benchmark's train step time (needs BENCH=1), so that the cosine ends
 #     with the run; SNAPSHOT=M: also bring back the weights at M minutes of training
