@@ -28,7 +28,8 @@ Usage (from the repository root):
     python codes/benchmarks/benchmark.py [--device auto|cpu|cuda[:N]] [--scale 4]
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
         [--infer_sizes 128,256] [--infer_precision fp32] [--infer_cudnn_benchmark] [--repeats 10] [--warmup 3]
-        [--channels_last auto|on|off] [--blur auto|direct|fft] [--plain] [--compile] [--threads N]
+        [--channels_last auto|on|off] [--blur auto|direct|fft] [--memory_options on|off] [--plain]
+        [--compile] [--threads N]
         [--step wrapper|composed] [--keep_freed_memory] [--json PATH]
 
 CPU notes: on a machine whose cores are busy with other jobs, OpenMP threads that spin while waiting
@@ -120,7 +121,7 @@ def _configure(net, args):
         return net.use_plain_path()
     net.blur_impl = args.blur
     net.channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
-    return net
+    return net.set_memory_options(args.memory_options == "on")
 
 
 def _maybe_compile(module, args):
@@ -356,9 +357,11 @@ def _parse_args(argv):
                     help="auto: channels-last for the DLSM U-Net on the CPU, for both parts on CUDA")
     ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft"),
                     help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere")
+    ap.add_argument("--memory_options", default="on", choices=("on", "off"),
+                    help="the memory options (KULNet.set_memory_options): fewer operators per step when off")
     ap.add_argument("--plain", action="store_true",
                     help="the plain path: every speed/memory option off (KULNet.use_plain_path; "
-                    "overrides --blur and --channels_last), to measure what they are worth")
+                    "overrides --blur, --channels_last and --memory_options), to measure what they are worth")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (off by default)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One-call GPU check for issue 6 (speed). Run from the repository root on a CUDA machine:
 #     bash codes/benchmarks/device_check.sh            # writes JSON + logs under $OUT (or ./device_check_out)
-# Budget: about 7-8 minutes on an H100 (DEADLINE=540 for all of it): every run has its own timeout, runs are skipped after
-# DEADLINE seconds (default 400), and each run writes its JSON at once, so partial results come back.
-# QUICK=1: only the issue table (x4/x2 fp16 steps, inference, degradation, FLOPs), about 2.5
-# minutes; device_train.sh runs it first with BENCH=1. SKIP_TABLE=1: only the rest (the options,
-# bf16, torch.compile), for a later call.
+# Budget: about 7-8 minutes on an H100 (DEADLINE=540 for all of it): every run has its own
+# timeout, runs are skipped after DEADLINE seconds (default 400), and each run writes its JSON at
+# once, so partial results come back.
+# QUICK=1: only the issue table (x4/x2 fp16 steps, inference, degradation, FLOPs) and the x4 step
+# without the memory options, about 3 minutes; device_train.sh runs it first with BENCH=1.
+# SKIP_TABLE=1: only the rest (the options, bf16, torch.compile), for a later call.
 # PACK=1: pack the files into $OUT/device_check.tgz at the end (at most 8 files come back).
 # Dry run on a CPU (checks the script, not the speed):
 #     DEVICE=cpu EXTRA="--batch 1 --gt_size 16 --infer_sizes 8 --repeats 1 --warmup 0 --threads 1" \
@@ -51,6 +52,8 @@ cat "$OUT/env.txt"
 if [ -z "${SKIP_TABLE:-}" ]; then
 run 130 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3
 run 70 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3
+# the memory options add 9% operators to a step (benchmarks/op_count.py) and the step is host-bound
+run 60 x4_fp16_nomem --scale 4 --precision fp16 --parts train --memory_options off --repeats 10 --warmup 3
 if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
 run 100 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 10 --warmup 3
 run 70 x4_fp16_profile --scale 4 --precision fp16 --parts train --repeats 2 --warmup 2 \

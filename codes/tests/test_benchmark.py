@@ -298,12 +298,37 @@ def test_benchmark_plain_switch_turns_every_option_off():
     from benchmarks.benchmark import _configure
 
     net = KULNet(scale=2, est_nf=8, sr_nf=8, n_stages=1)
-    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on"))
-    assert (net.blur_impl, net.channels_last, net.SR_net.fused_dense) == ("fft", True, True)
-    _configure(net, argparse.Namespace(plain=True, blur="fft", channels_last="on"))
-    assert (net.blur_impl, net.channels_last) == ("direct", False)
-    assert not net.SR_net.fused_dense and not net.SR_net.Decoding.split_concat
-    assert net.kernel_extra.tail_band_rows == 0
+
+    def memory(n):
+        return n.SR_net.fused_dense, n.SR_net.Decoding.split_concat, n.kernel_extra.tail_band_rows
+
+    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="on"))
+    assert (net.blur_impl, net.channels_last) == ("fft", True) and memory(net) == (True, True, None)
+    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="off"))
+    assert (net.blur_impl, net.channels_last) == ("fft", True) and memory(net) == (False, False, 0)
+    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="on"))
+    assert memory(net) == memory(KULNet(scale=2, est_nf=8, sr_nf=8, n_stages=1))  # the defaults again
+    _configure(net, argparse.Namespace(plain=True, blur="fft", channels_last="on", memory_options="on"))
+    assert (net.blur_impl, net.channels_last) == ("direct", False) and memory(net) == (False, False, 0)
+
+
+def test_op_count_phases_and_invariants():
+    """Every forward convolution has one backward; the memory options add operators to a step (the
+    reason to measure them in training on a GPU); the count is the same for every batch > 1."""
+    from benchmarks.op_count import PHASES, count_step
+
+    default = count_step(scale=2)
+    assert tuple(default) == PHASES
+    conv = default["forward"].counts[("compute", "convolution")]
+    assert conv > 100 and default["backward"].counts[("compute", "convolution_backward")] == conv
+    assert default["forward"].total("scalar") == 0 and default["backward"].total("scalar") == 0
+
+    def compute(counters):
+        return sum(c.total("compute") for c in counters.values())
+
+    lean = count_step(scale=2, memory_options=False)
+    assert compute(lean) < compute(default)
+    assert compute(count_step(scale=2, batch=3)) == compute(default)
 
 
 def test_flops_match_issue_reference():

@@ -97,9 +97,21 @@ class KULNet(nn.Module):
         """
         self.blur_impl = "direct"
         self.channels_last = False
-        self.SR_net.fused_dense = False
-        self.SR_net.Decoding.split_concat = False
-        self.kernel_extra.tail_band_rows = 0
+        return self.set_memory_options(False)
+
+    def set_memory_options(self, enabled):
+        """Turn the memory options on (the default) or off: the composed-weight dense fusion, the
+        split decoder concatenations and the banded estimator tail. Each equals the literal network
+        to float rounding; they lower the peak memory of inference and add operators to a training
+        step (x4: 1,300 ATen compute operators per step with them, 1,188 without;
+        ``benchmarks/op_count.py``).
+
+        Returns:
+            KULNet: self.
+        """
+        self.SR_net.fused_dense = bool(enabled)
+        self.SR_net.Decoding.split_concat = bool(enabled)
+        self.kernel_extra.tail_band_rows = None if enabled else 0
         return self
 
     @property
