@@ -124,18 +124,27 @@ class KULNetModel:
         """One training iteration (``step`` is 1-based; it sets the learning rate).
 
         A non-finite loss (on any rank) skips the update; ``max_nonfinite`` of them in a row raise.
+
+        The backward is queued before the losses are read (one host sync for all of them, after
+        it), so a GPU is not left idle between the forward and the backward. A non-finite loss
+        gets a backward too; its gradients are dropped, so the weights, Adam and the loss scale stay
+        exactly as if the step had stopped at the loss.
         """
         self.scheduler.step(step)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             out = self.net_train(self.lr)
         loss, parts = self.criterion(out, self.hr, self.kernel, self.lr_clean)
-        finite = torch.isfinite(loss).float()
-        if self.world_size > 1:  # all ranks must agree, or the gradient all-reduce would hang
+        self.scaler.scale(loss).backward()
+        finite = torch.isfinite(loss.detach()).float()
+        if self.world_size > 1:  # the ranks must agree to skip or step together
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        self.log_dict = {k: v.item() for k, v in parts.items()}
-        self.log_dict["l_total"] = loss.item()
-        if finite.item() < 1:
+        names = [*parts, "l_total"]
+        values = torch.stack([*(v.detach().float() for v in parts.values()), loss.detach().float(),
+                              finite]).tolist()  # the step's one host sync
+        self.log_dict = dict(zip(names, values))
+        if values[-1] < 1:
+            self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite_in_row += 1
             self.nonfinite_total += 1
             self.log_dict["nonfinite_total"] = self.nonfinite_total
@@ -143,7 +152,6 @@ class KULNetModel:
                 raise KULNetError(self._nonfinite_message(step))
             return False
         self.nonfinite_in_row = 0
-        self.scaler.scale(loss).backward()
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)

@@ -170,6 +170,8 @@ def test_nonfinite_loss_guard(tmp_path):
         assert model.optimize_parameters(step) is False
         assert model.get_current_log()["nonfinite_total"] == step
     assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
+    # the backward ran (it is queued before the losses are read) but left nothing behind
+    assert all(p.grad is None for p in model.net.parameters()) and not model.optimizer.state
     model.feed_data({"hr": hr})  # a good step resets the run of failures
     assert model.optimize_parameters(3) is True and model.nonfinite_in_row == 0
     for step in (4, 5):
