@@ -29,7 +29,7 @@
 #     with the run; SNAPSHOT=M: also bring back the weights at M minutes of training
 #     (KULNet_x<S>_snapshot_float32.pth, to compare with a run of M minutes); SHIP=later: do not ship
 #     on the device (the measurements take device time): ship here with ship_model.py afterwards.
-#     The small files come back as one archive, device_logs.tgz (at most 8 files come back).
+#     The logs come back as one archive, device_logs.tgz, in both modes (at most 8 files come back).
 # Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
 #     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
 # PRETRAINED (default pretrained) is the folder of the shipped files and manifest (tests change it).
@@ -73,8 +73,7 @@ if [ "$ITERS" = auto ] && [ -z "${BENCH:-}" ]; then echo "error: ITERS=auto need
 cp README.md "$OUT/README.md"
 if [ -f "$PRETRAINED/manifest.json" ]; then cp "$PRETRAINED/manifest.json" "$OUT/pretrained/"; fi
 SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT/pretrained/manifest.json"
-      --readme "$OUT/README.md"
-      --train_options "options/train/train_demo.yml, ${ITERS:+ITERS=$ITERS }codes/scripts/device_train.sh $SCALE $MINUTES")
+      --readme "$OUT/README.md")  # --train_options is added once END_BY and ITERS are settled
 
 # before any training: 'continue' (START is what was shipped, or its float32 original) or 'fresh'
 MODE=$(python codes/scripts/ship_model.py --check --start "$START" "${SHIP[@]}")
@@ -108,14 +107,17 @@ archive, scale, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
 with tarfile.open(archive) as tar:
     names = [n for n in (f"bench/x{scale}_fp16.json", "bench/x4_fp16.json") if n in tar.getnames()]
     ms = json.load(tar.extractfile(names[0]))["results"]["train"]["ms"]  # x3 has no run: x4's
-print(int(0.8 * (minutes * 60 - 20) * 1000 / ms))
+iters = int(0.8 * (minutes * 60 - 20) * 1000 / ms)
+print(iters if iters >= 100 else "")  # too short a budget for a schedule: constant learning rate
 PY
 )
     if [ -n "$ITERS" ]; then echo "ITERS=auto: cosine to $ITERS iterations"; cosine_to "$ITERS"
-    else echo "warning: ITERS=auto: no train step time in the benchmark; constant learning rate"; fi
+    else echo "warning: ITERS=auto: no train step time in the benchmark, or under 100 iterations; constant learning rate"; fi
 fi
+SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }codes/scripts/device_train.sh $SCALE $MINUTES")
 t0=$SECONDS
-{ python codes/train.py "${ARGS[@]}" 2>&1; echo $? >"$OUT/train.rc"; } | tee "$OUT/train.log" |
+# (|| keeps set -e from ending the group before train.rc is written when train.py fails)
+{ rc=0; python codes/train.py "${ARGS[@]}" 2>&1 || rc=$?; echo "$rc" >"$OUT/train.rc"; } | tee "$OUT/train.log" |
     { grep -E "validation|stopped|saved|error" || true; }
 echo "training: $((SECONDS - t0)) s, exit status $(cat "$OUT/train.rc")"
 WEIGHTS="$EXP/$NAME/models/latest_G.pth"
@@ -138,5 +140,6 @@ GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head 
 python codes/scripts/ship_model.py "$WEIGHTS" "${SHIP[@]}" \
     --device_seconds "$((SECONDS - BENCH_S))" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"
 echo "total: $SECONDS s"
-rm -rf "$EXP"  # only the files above come back
+rm -rf "$EXP"  # only the files below come back (at most 8)
+(cd "$OUT" && tar czf device_logs.tgz env.txt train.log train.rc ship.log && rm env.txt train.log train.rc ship.log)
 ls -la "$OUT" "$OUT/pretrained"

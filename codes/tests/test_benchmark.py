@@ -148,6 +148,21 @@ def test_optimised_training_gradients_equal_plain():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-6, msg=name)
 
 
+def test_channels_last_estimator_samples_the_same_latent_noise_in_training():
+    """On CUDA the estimator runs channels-last by default; its training noise must be the same
+    numbers at the same pixels as in the plain layout (randn_like would follow the layout)."""
+    fast, plain = _nets(2)
+    fast.channels_last = True  # both parts, as on CUDA
+    fast.train(), plain.train()
+    lr = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    outs = []
+    for net in (fast, plain):
+        torch.manual_seed(7)
+        outs.append(net(lr))
+    torch.testing.assert_close(outs[0].kernel, outs[1].kernel, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(outs[0].sr, outs[1].sr, rtol=1e-4, atol=1e-5)
+
+
 def _dlsm_pair(n_stages=3, fused_dense=True, split_concat=True):
     """A DLSM with the given memory options and a literal twin (same weights, float64)."""
     from models.modules.dlsm import DLSM

@@ -195,7 +195,9 @@ class KernelEstimator(nn.Module):
         log_var = self.Conv_tail.log_var(feat)
         if self.training or self.sample_at_eval:
             # quirk (authors): exp(log_var) is used as the standard deviation, not exp(log_var / 2).
-            z = mean + torch.randn_like(mean) * torch.exp(log_var)
+            # contiguous noise: the same numbers at the same pixels whatever the layout of ``mean``
+            noise = torch.randn_like(mean, memory_format=torch.contiguous_format)
+            z = mean + noise * torch.exp(log_var)
         else:
             z = mean
         l = self.kernel_size

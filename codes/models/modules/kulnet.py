@@ -103,7 +103,7 @@ class KULNet(nn.Module):
         """Turn the memory options on (the default) or off: the composed-weight dense fusion, the
         split decoder concatenations and the banded estimator tail. Each equals the literal network
         to float rounding; they lower the peak memory of inference and add operators to a training
-        step (x4: 1,300 ATen compute operators per step with them, 1,188 without;
+        step (x4, batch > 1: 1,320 ATen compute operators per step with them, 1,208 without;
         ``benchmarks/op_count.py``).
 
         Returns:
