@@ -61,7 +61,6 @@ run 70 x4_fp16_profile --scale 4 --precision fp16 --parts train --repeats 2 --wa
 run 60 x2_fp16_profile --scale 2 --precision fp16 --parts train --repeats 2 --warmup 2 \
     --profile "$OUT/x2_fp16_profile.txt"
 fi
-if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
 # 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
 run 60 x4_fp16_nchw --scale 4 --precision fp16 --parts infer,train --channels_last off --repeats 10 --warmup 3
 run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5

@@ -10,10 +10,10 @@ A ``TorchDispatchMode`` counts every ATen operator of one step of the training w
 (``models.kulnet_model.KULNetModel``): the degradation, the forward, the three losses, the backward
 and Adam, at the training crop (48·scale) and batch 2 (the count is the same for every batch > 1;
 at batch 1 some reshapes are views instead of copies; the crop matters only through the U-Net's
-padding and cropping). The network runs in the GPU's
-layout (direct blur, channels-last). Views (``view``, ``detach``, ``slice``, ...)
-launch no GPU kernel and are counted apart, as are scalar reads (``.item()``: a host sync on a GPU).
-Adam runs ``foreach`` here; on CUDA it is the fused kernel. Prints, never asserts.
+padding and cropping). The network runs in the GPU's layout (direct blur, channels-last). Views
+(``view``, ``detach``, ``slice``, ...) launch no GPU kernel and are counted apart, as are scalar
+reads (``.item()``: a host sync on a GPU). Adam runs ``foreach`` here; on CUDA it is the fused
+kernel. Prints, never asserts.
 """
 import argparse
 import collections

@@ -125,6 +125,7 @@ if [ "$(cat "$OUT/train.rc")" != 0 ] || [ ! -f "$WEIGHTS" ]; then
     echo "error: training failed; nothing shipped (see $OUT/train.log)"; tail -n 5 "$OUT/train.log"
     exit 1
 fi
+pack_logs() { (cd "$OUT" && tar czf device_logs.tgz "$@" && rm "$@"); }  # at most 8 files come back
 cp "$WEIGHTS" "$OUT/KULNet_x${SCALE}_float32.pth"  # 11.5 MB, comes back even if the shipping fails; not for git
 SNAP_ITER=$(sed -n 's/.*snapshot at iteration \([0-9]*\) .*/\1/p' "$OUT/train.log" | head -n 1)
 if [ -n "$SNAP_ITER" ]; then cp "$EXP/$NAME/models/${SNAP_ITER}_G.pth" "$OUT/KULNet_x${SCALE}_snapshot_float32.pth"; fi
@@ -132,7 +133,7 @@ if [ "$SHIP_MODE" = later ]; then
     echo "SHIP=later: ship here with python codes/scripts/ship_model.py KULNet_x${SCALE}_float32.pth" \
          "--device_seconds $((SECONDS - BENCH_S)) ... (device time of the training part)"
     rm -rf "$EXP" "$OUT/pretrained" "$OUT/README.md"
-    (cd "$OUT" && tar czf device_logs.tgz env.txt train.log train.rc && rm env.txt train.log train.rc)
+    pack_logs env.txt train.log train.rc
     echo "total: $SECONDS s"; ls -la "$OUT"
     exit 0
 fi
@@ -140,6 +141,6 @@ GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head 
 python codes/scripts/ship_model.py "$WEIGHTS" "${SHIP[@]}" \
     --device_seconds "$((SECONDS - BENCH_S))" --device_name "${GPU_NAME:-$(uname -m) CPU}" 2>&1 | tee "$OUT/ship.log"
 echo "total: $SECONDS s"
-rm -rf "$EXP"  # only the files below come back (at most 8)
-(cd "$OUT" && tar czf device_logs.tgz env.txt train.log train.rc ship.log && rm env.txt train.log train.rc ship.log)
+rm -rf "$EXP"  # only the files below come back
+pack_logs env.txt train.log train.rc ship.log
 ls -la "$OUT" "$OUT/pretrained"
