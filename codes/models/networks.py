@@ -30,10 +30,9 @@ logger = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=1)
 def code_version():
-    """str: ``$KULNET_CODE_VERSION`` when set (a copy of the tree whose ``.git`` is stale or absent, as
-    on the device machine, where HEAD read an older commit), else the short git commit of this
-    checkout (``+dirty`` not tracked), else ``PACKAGE_VERSION``."""
-    return os.environ.get("KULNET_CODE_VERSION") or git_commit(short=True) or PACKAGE_VERSION
+    """str: the short git commit of this checkout (``+dirty`` not tracked; ``$KULNET_CODE_VERSION``
+    overrides it, see :func:`utils.git_info.git_commit`), else ``PACKAGE_VERSION``."""
+    return git_commit(short=True) or PACKAGE_VERSION
 
 
 def define_G(opt):

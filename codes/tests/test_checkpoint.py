@@ -210,4 +210,4 @@ def test_git_commit_of_the_checkout_and_outside_git(tmp_path, monkeypatch):
     monkeypatch.delenv("KULNET_CODE_VERSION", raising=False)
     assert git_info.git_commit() is None and code_version.__wrapped__() == PACKAGE_VERSION  # uncached
     monkeypatch.setenv("KULNET_CODE_VERSION", "14b2d70")  # the device's stale .git: the caller says
-    assert code_version.__wrapped__() == "14b2d70"
+    assert git_info.git_commit(mark_dirty=True) == code_version.__wrapped__() == "14b2d70"

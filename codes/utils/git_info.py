@@ -6,8 +6,13 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def git_commit(short=False, mark_dirty=False):
-    """str | None: the commit of HEAD (``short``: abbreviated), with ``+dirty`` when ``mark_dirty``
-    and tracked files differ from it; None outside a git checkout or without git."""
+    """str | None: ``$KULNET_CODE_VERSION`` when set (for a copy of the tree whose ``.git`` is stale
+    or absent, as on the device machine, where HEAD read an older commit); else the commit of HEAD
+    (``short``: abbreviated), with ``+dirty`` when ``mark_dirty`` and tracked files differ from it;
+    None outside a git checkout or without git."""
+    if os.environ.get("KULNET_CODE_VERSION"):
+        return os.environ["KULNET_CODE_VERSION"]
+
     def run(*args):
         return subprocess.run(["git", *args], cwd=CHECKOUT, capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()

@@ -149,7 +149,7 @@ def reproducibility_record(opt, device, checkpoint_meta=None):
 
     meta = {k: v for k, v in (checkpoint_meta or {}).items() if k not in ("missing_keys", "unexpected_keys")}
     return {
-        "commit": os.environ.get("KULNET_CODE_VERSION") or git_commit(mark_dirty=True) or "unknown",
+        "commit": git_commit(mark_dirty=True) or "unknown",
         "checkpoint": opt["checkpoint"],
         "checkpoint_sha256": sha256_file(opt["checkpoint"]),
         "checkpoint_meta": meta,
