@@ -166,6 +166,9 @@ def train(args):
     logger.info("precision %s, %d parameters, %d images, %d iterations per epoch", model.precision,
                 sum(p.numel() for p in model.net.parameters()), len(loader.dataset),
                 sampler.batches_per_epoch())
+    if model.compile_mode != "eager":
+        logger.info("train.compile=%s: the first iterations compile the network (a minute or more)",
+                    model.compile_mode)
     start_iter = 0
     if state is not None:
         weights = os.path.join(os.path.dirname(os.path.dirname(state_path)), "models", state["weights"])

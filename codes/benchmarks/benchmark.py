@@ -29,7 +29,7 @@ Usage (from the repository root):
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
         [--infer_sizes 128,256] [--infer_precision fp32] [--infer_cudnn_benchmark] [--repeats 10] [--warmup 3]
         [--channels_last auto|on|off] [--blur auto|direct|fft] [--memory_options on|off] [--plain]
-        [--compile] [--threads N]
+        [--compile [MODE]] [--threads N]
         [--step wrapper|composed] [--keep_freed_memory] [--json PATH]
 
 CPU notes: on a machine whose cores are busy with other jobs, OpenMP threads that spin while waiting
@@ -125,7 +125,7 @@ def _configure(net, args):
 
 
 def _maybe_compile(module, args):
-    return torch.compile(module) if args.compile else module
+    return torch.compile(module, mode=args.compile) if args.compile else module
 
 
 # ----------------------------------------------------------------------------- parts
@@ -136,11 +136,10 @@ def _wrapper_model(args, device):
 
     overrides = [f"scale={args.scale}", f"datasets.train.GT_size={args.gt_size}",
                  f"datasets.train.batch_size={args.batch}", f"train.precision={args.precision}",
-                 f"device={device}"]
+                 f"device={device}", f"train.compile={args.compile or 'eager'}"]
     opt = parse(os.path.join(REPO_ROOT, "options", "train", "train.yml"), overrides, check_paths=False)
     model = KULNetModel(opt, device=device)
     _configure(model.net, args)
-    model.net_train = _maybe_compile(model.net_train, args)
     return model
 
 
@@ -362,7 +361,10 @@ def _parse_args(argv):
     ap.add_argument("--plain", action="store_true",
                     help="the plain path: every speed/memory option off (KULNet.use_plain_path; "
                     "overrides --blur, --channels_last and --memory_options), to measure what they are worth")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the network (off by default)")
+    ap.add_argument("--compile", nargs="?", const="default", default=None,
+                    choices=("default", "reduce-overhead", "max-autotune"),
+                    help="torch.compile the network with this mode (default when no mode is given; off "
+                         "by default); reduce-overhead adds CUDA graphs")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),
                     help="training step from models.kulnet_model (default) or composed here")

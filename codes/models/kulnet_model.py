@@ -67,6 +67,9 @@ class KULNetModel:
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net_train = DistributedDataParallel(self.net, device_ids=ids)
+        self.compile_mode = train_opt["compile"]
+        if self.compile_mode != "eager":  # checkpoints and validation keep using the eager self.net
+            self.net_train = torch.compile(self.net_train, mode=self.compile_mode)
 
         params = [p for p in self.net.parameters() if p.requires_grad]
         adam_kw = {"fused": True} if self.device.type == "cuda" else {"foreach": True}

@@ -113,6 +113,8 @@ def _coerce(value, spec: Key, where, src):
         out = value
     elif t in ("str", "path"):
         if not isinstance(value, str):
+            if isinstance(value, bool) and spec.choices:  # YAML reads off/on/no/yes as booleans
+                raise bad(f"one of {list(spec.choices)} (YAML reads off/on/no/yes as true/false)")
             raise bad("a string")
         out = resolve_path(value) if t == "path" else value
     elif t in ("int_list", "float_list"):

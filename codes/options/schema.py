@@ -107,6 +107,9 @@ TRAIN = {
     "grad_clip": _k("float", None, minimum=0, help="clip the gradient norm to this (None: off)"),
     "max_nonfinite": _k("int", 100, minimum=1,
                         help="stop after this many non-finite losses in a row"),
+    "compile": _k("str", "eager", choices=("eager", "default", "reduce-overhead", "max-autotune"),
+                  help="torch.compile the network's training forward/backward with this mode "
+                       "(eager: not compiled, the default; reduce-overhead adds CUDA graphs)"),
     "deterministic": _k("bool", False, help="deterministic CUDA kernels (bit-exact GPU resume, slower)"),
     "manual_seed": _k("int", 0, help="seed of every random generator (per rank: seed+rank)"),
     "val_freq": _k("int", 1000, minimum=1, help="validate every N iterations"),

@@ -30,6 +30,8 @@
 #     (KULNet_x<S>_snapshot_float32.pth, to compare with a run of M minutes); SHIP=later: do not ship
 #     on the device (the measurements take device time): ship here with ship_model.py afterwards.
 #     The logs come back as one archive, device_logs.tgz, in both modes (at most 8 files come back).
+#     COMPILE=reduce-overhead (or default): train with train.compile (measure it first: compiling
+#     takes device time at the start of the run).
 # Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
 #     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
 # PRETRAINED (default pretrained) is the folder of the shipped files and manifest (tests change it).
@@ -59,6 +61,7 @@ cosine_to() {  # cosine decay to the end of N iterations (short runs end better 
            --set "train.T_period=[$1]" --set "train.restart_weights=[1]" --set train.eta_min=1e-7)
 }
 if [ -n "$ITERS" ] && [ "$ITERS" != auto ]; then cosine_to "$ITERS"; fi
+if [ -n "${COMPILE:-}" ]; then ARGS+=(--set "train.compile=$COMPILE"); fi  # e.g. reduce-overhead
 if [ -n "${SNAPSHOT:-}" ]; then ARGS+=(--snapshot_after "$SNAPSHOT"); fi
 if [ -z "${DRY:-}" ]; then ARGS+=(--set datasets.train.n_workers="${WORKERS:-12}"); fi
 SETS=(--set5 "$DATA/Set5/HR" --set14 "$DATA/Set14/HR")
@@ -114,7 +117,7 @@ PY
     if [ -n "$ITERS" ]; then echo "ITERS=auto: cosine to $ITERS iterations"; cosine_to "$ITERS"
     else echo "warning: ITERS=auto: no train step time in the benchmark, or under 100 iterations; constant learning rate"; fi
 fi
-SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }codes/scripts/device_train.sh $SCALE $MINUTES")
+SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }${COMPILE:+train.compile=$COMPILE, }codes/scripts/device_train.sh $SCALE $MINUTES")
 t0=$SECONDS
 # (|| keeps set -e from ending the group before train.rc is written when train.py fails)
 { rc=0; python codes/train.py "${ARGS[@]}" 2>&1 || rc=$?; echo "$rc" >"$OUT/train.rc"; } | tee "$OUT/train.log" |

@@ -80,6 +80,7 @@ def test_yaml11_floats_and_integral_floats(minimal):
     ("train:\n  niter: 10.5\n", r"train\.niter = 10\.5 .* not an integer"),
     ("logger:\n  use_tb_logger: 1\n", r"logger\.use_tb_logger = 1 .* not true or false"),
     ("train:\n  precision: fp8\n", r"train\.precision = 'fp8' is not one of"),
+    ("train:\n  compile: off\n", r"train\.compile = False \(bool\) is not one of \['eager'.*YAML reads off"),
     ("train:\n  lr_steps: 100\n", r"train\.lr_steps = 100 .* not a list"),
     ("train:\n  lr_scheme: CosineAnnealingRestartLR\n", r"train\.T_period is needed"),
     ("device: tpu\n", r"device = 'tpu'"),

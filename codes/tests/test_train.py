@@ -325,3 +325,30 @@ def test_sigterm_saves_a_checkpoint_at_the_current_iteration(data_dir, tmp_path)
     states = sorted(int(name.split(".")[0]) for name in os.listdir(exp / "training_state"))
     assert stopped_at >= 2 and states[-1] == stopped_at  # the last completed iteration is saved
     assert (exp / "models" / f"{stopped_at}_G.pth").is_file()
+
+
+def test_compiled_training_step_matches_eager(tmp_path):
+    """train.compile: two steps of the compiled network equal the eager ones to float rounding once
+    inductor draws its random numbers as eager does (fallback_random; by default a compiled run
+    draws the estimator's noise from inductor's own generator: same distribution, other values)."""
+    import torch._inductor.config as inductor_config
+
+    from models import create_model
+
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    results = {}
+    for mode in ("eager", "default"):
+        torch.manual_seed(0)
+        model = create_model(_tiny_opt(tmp_path, f"train: {{compile: {mode}}}\n"), device="cpu")
+        assert (model.net_train is model.net) == (mode == "eager")
+        losses = []
+        with inductor_config.patch(fallback_random=True):
+            for step in (1, 2):
+                model.feed_data({"hr": hr})
+                assert model.optimize_parameters(step) is True
+                losses.append(model.get_current_log()["l_total"])
+        results[mode] = losses, model.net.state_dict()
+    (eager_losses, eager_w), (comp_losses, comp_w) = results["eager"], results["default"]
+    assert comp_losses == pytest.approx(eager_losses, rel=1e-5)
+    for key, value in eager_w.items():
+        torch.testing.assert_close(comp_w[key], value, rtol=1e-4, atol=1e-6, msg=key)
