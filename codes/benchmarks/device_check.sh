@@ -4,8 +4,9 @@
 # Budget: about 7-8 minutes on an H100 (DEADLINE=540 for all of it): every run has its own
 # timeout, runs are skipped after DEADLINE seconds (default 400), and each run writes its JSON at
 # once, so partial results come back.
-# QUICK=1: only the issue table (x4/x2 fp16 steps, inference, degradation, FLOPs) and the x4 step
-# without the memory options, about 3 minutes; device_train.sh runs it first with BENCH=1.
+# QUICK=1: only the x4 part of the issue table (fp16 step, inference, degradation, FLOPs) and the x4
+# step compiled with CUDA graphs (reduce-overhead), about 4 minutes; device_train.sh runs it first
+# with BENCH=1.
 # SKIP_TABLE=1: only the rest (the options, bf16, torch.compile), for a later call.
 # PACK=1: pack the files into $OUT/device_check.tgz at the end (at most 8 files come back).
 # Dry run on a CPU (checks the script, not the speed):
@@ -51,10 +52,14 @@ cat "$OUT/env.txt"
 #    Python start-up, the FLOP count on the CPU and cuDNN's autotuning; hence the split.)
 if [ -z "${SKIP_TABLE:-}" ]; then
 run 130 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3
+# CUDA graphs through torch.compile against the host launch overhead (the x2 profile: GPU busy 33 of
+# 76 ms); device_train.sh COMPILE=auto trains with it when this run is 15% faster
+run 150 x4_fp16_compile_ro --scale 4 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
+    --warmup 3
+if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
 run 70 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3
 # the memory options add 9% operators to a step (benchmarks/op_count.py) and the step is host-bound
 run 60 x4_fp16_nomem --scale 4 --precision fp16 --parts train --memory_options off --repeats 10 --warmup 3
-if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
 run 100 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 10 --warmup 3
 run 70 x4_fp16_profile --scale 4 --precision fp16 --parts train --repeats 2 --warmup 2 \
     --profile "$OUT/x4_fp16_profile.txt"
@@ -69,9 +74,6 @@ run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warm
 run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --channels_last on --blur fft \
     --repeats 20 --warmup 3
 # 3. torch.compile (compile time counts in the warm-up only); last, so a slow compile cannot eat the rest
-#    reduce-overhead adds CUDA graphs: the step is bound by the host's launches (x2 profile)
-run 150 x4_fp16_compile_ro --scale 4 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
-    --warmup 3
 run 120 x2_fp16_compile_ro --scale 2 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
     --warmup 3
 run 120 x4_fp16_compile --scale 4 --precision fp16 --parts train --compile --repeats 20 --warmup 3

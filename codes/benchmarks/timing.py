@@ -17,14 +17,17 @@ def time_call(fn, device, repeats, warmup, after_warmup=None):
             the device is synchronised), e.g. to reset peak-memory statistics.
 
     Returns:
-        dict: ``ms`` (median wall ms per call), ``min_ms``, ``repeats``, ``warmup``, and on the CPU
+        dict: ``ms`` (median wall ms per call), ``min_ms``, ``repeats``, ``warmup``, ``warmup_s``
+        (wall seconds of the warm-up: the compilation with torch.compile), and on the CPU
         ``cpu_ms`` (median process CPU ms per call, which stays meaningful on a busy machine).
     """
     cuda = device.type == "cuda"
+    t_warm = time.perf_counter()
     for _ in range(warmup):
         fn()
     if cuda:
         torch.cuda.synchronize(device)
+    warmup_s = time.perf_counter() - t_warm
     if after_warmup is not None:
         after_warmup()
     wall, cpu = [], []
@@ -36,7 +39,7 @@ def time_call(fn, device, repeats, warmup, after_warmup=None):
         wall.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.process_time() - c0) * 1e3)
     out = {"ms": round(statistics.median(wall), 3), "min_ms": round(min(wall), 3),
-           "repeats": repeats, "warmup": warmup}
+           "repeats": repeats, "warmup": warmup, "warmup_s": round(warmup_s, 2)}
     if not cuda:
         out["cpu_ms"] = round(statistics.median(cpu), 3)
     return out

@@ -13,7 +13,7 @@
 #     run(carry=[".carry/train", ".carry/Set5", ".carry/Set14", ".carry/KULNet_x4_float32.pth"],
 #         timeout_s=560, command="bash codes/scripts/device_train.sh 4 6")
 #     (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more;
-#     BENCH=1 bash ... also measures issue 6's table first, about 3 minutes).
+#     BENCH=1 bash ... also measures issue 6's x4 figures and the compiled step first, about 4 minutes).
 #     The learning rate is constant (2e-4 after a 200-iteration warm-up) by default; ITERS=N bash ...
 #     decays it along a cosine to 1e-7 at iteration N instead (set N from the it/s of an earlier call
 #     so that N iterations fit in the minutes; the time budget still stops the run).
@@ -30,8 +30,9 @@
 #     (KULNet_x<S>_snapshot_float32.pth, to compare with a run of M minutes); SHIP=later: do not ship
 #     on the device (the measurements take device time): ship here with ship_model.py afterwards.
 #     The logs come back as one archive, device_logs.tgz, in both modes (at most 8 files come back).
-#     COMPILE=reduce-overhead (or default): train with train.compile (measure it first: compiling
-#     takes device time at the start of the run).
+#     COMPILE=auto (with ITERS=auto): train with train.compile=reduce-overhead when the benchmark's
+#     x<S> (else x4) step is at least 15% faster with it (codes/scripts/plan_training.py; the compile
+#     time is taken off the iterations); COMPILE=<mode>: always.
 # Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
 #     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
 # PRETRAINED (default pretrained) is the folder of the shipped files and manifest (tests change it).
@@ -61,7 +62,6 @@ cosine_to() {  # cosine decay to the end of N iterations (short runs end better 
            --set "train.T_period=[$1]" --set "train.restart_weights=[1]" --set train.eta_min=1e-7)
 }
 if [ -n "$ITERS" ] && [ "$ITERS" != auto ]; then cosine_to "$ITERS"; fi
-if [ -n "${COMPILE:-}" ]; then ARGS+=(--set "train.compile=$COMPILE"); fi  # e.g. reduce-overhead
 if [ -n "${SNAPSHOT:-}" ]; then ARGS+=(--snapshot_after "$SNAPSHOT"); fi
 if [ -z "${DRY:-}" ]; then ARGS+=(--set datasets.train.n_workers="${WORKERS:-12}"); fi
 SETS=(--set5 "$DATA/Set5/HR" --set14 "$DATA/Set14/HR")
@@ -73,6 +73,9 @@ fi
 SHIP_MODE=${SHIP:-device}
 if [ "$SHIP_MODE" != device ] && [ "$SHIP_MODE" != later ]; then echo "error: SHIP=$SHIP_MODE: device or later"; exit 2; fi
 if [ "$ITERS" = auto ] && [ -z "${BENCH:-}" ]; then echo "error: ITERS=auto needs BENCH=1"; exit 2; fi
+case "${COMPILE:-}" in ""|auto|eager|default|reduce-overhead|max-autotune) ;;
+    *) echo "error: COMPILE=$COMPILE: auto, eager, default, reduce-overhead or max-autotune"; exit 2;; esac
+if [ "${COMPILE:-}" = auto ] && [ "$ITERS" != auto ]; then echo "error: COMPILE=auto needs ITERS=auto and BENCH=1"; exit 2; fi
 cp README.md "$OUT/README.md"
 if [ -f "$PRETRAINED/manifest.json" ]; then cp "$PRETRAINED/manifest.json" "$OUT/pretrained/"; fi
 SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT/pretrained/manifest.json"
@@ -91,8 +94,8 @@ fi
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } | tee "$OUT/env.txt"
 
 BENCH_S=0
-if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 3 minutes), JSON under $OUT/bench
-    OUT="$OUT/bench" QUICK=1 DEADLINE=230 DEVICE=$([ -n "${DRY:-}" ] && echo cpu || echo cuda) \
+if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 4 minutes; BENCH_DEADLINE s at most), JSON under $OUT/bench
+    OUT="$OUT/bench" QUICK=1 DEADLINE=${BENCH_DEADLINE:-250} DEVICE=$([ -n "${DRY:-}" ] && echo cpu || echo cuda) \
         EXTRA=${BENCH_EXTRA:-} bash codes/benchmarks/device_check.sh | { grep -E "^=== |^done" || true; }
     BENCH_S=$SECONDS  # not counted as the model's device time
     tar czf "$OUT/bench.tgz" -C "$OUT" bench && rm -rf "$OUT/bench"
@@ -102,22 +105,18 @@ if [ -n "${END_BY:-}" ]; then  # the rest of the call's budget, less 25 s for sa
     echo "training for $MINUTES minutes (END_BY=$END_BY)"
 fi
 ARGS+=(--time_budget "$MINUTES")
-if [ "$ITERS" = auto ]; then  # N iterations at the benchmark's step time, less 20% (the first H100
-    # run: 110 ms per iteration in train.py (validation, checkpoints, logging) for a 93 ms benchmark step)
-    ITERS=$(python - "$OUT/bench.tgz" "$SCALE" "$MINUTES" <<'PY' || true
-import json, sys, tarfile
-archive, scale, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with tarfile.open(archive) as tar:
-    names = [n for n in (f"bench/x{scale}_fp16.json", "bench/x4_fp16.json") if n in tar.getnames()]
-    ms = json.load(tar.extractfile(names[0]))["results"]["train"]["ms"]  # x3 has no run: x4's
-iters = int(0.8 * (minutes * 60 - 20) * 1000 / ms)
-print(iters if iters >= 100 else "")  # too short a budget for a schedule: constant learning rate
-PY
-)
+if [ "$ITERS" = auto ]; then  # N iterations for the rest of the budget at the benchmark's step time
+    # (and, with COMPILE=auto, train.compile=reduce-overhead when the benchmark found it faster)
+    read -r ITERS COMPILE < <(python codes/scripts/plan_training.py "$OUT/bench.tgz" --scale "$SCALE" \
+                              --minutes "$MINUTES" --compile "${COMPILE:-eager}") || true
+    [ "$ITERS" = - ] && ITERS=""
     if [ -n "$ITERS" ]; then echo "ITERS=auto: cosine to $ITERS iterations"; cosine_to "$ITERS"
     else echo "warning: ITERS=auto: no train step time in the benchmark, or under 100 iterations; constant learning rate"; fi
 fi
-SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }${COMPILE:+train.compile=$COMPILE, }codes/scripts/device_train.sh $SCALE $MINUTES")
+COMPILE=${COMPILE:-eager}
+COMPILED=""
+if [ "$COMPILE" != eager ]; then ARGS+=(--set "train.compile=$COMPILE"); COMPILED="train.compile=$COMPILE, "; fi
+SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }${COMPILED}codes/scripts/device_train.sh $SCALE $MINUTES")
 t0=$SECONDS
 # (|| keeps set -e from ending the group before train.rc is written when train.py fails)
 { rc=0; python codes/train.py "${ARGS[@]}" 2>&1 || rc=$?; echo "$rc" >"$OUT/train.rc"; } | tee "$OUT/train.log" |

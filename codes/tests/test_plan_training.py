@@ -1,0 +1,76 @@
+"""codes/scripts/plan_training.py: iterations and compile mode from the benchmark archive."""
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from scripts.plan_training import MIN_ITERS, SAFETY, plan, read_runs
+
+
+def _runs(**trains):
+    """The shape read_runs returns: name -> the JSON's results, here a train part only."""
+    return {name: {"train": train} for name, train in trains.items()}
+
+
+def _archive(path, runs, broken=()):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, results in runs.items():
+            data = json.dumps({"results": results}).encode()
+            info = tarfile.TarInfo(f"bench/{name}.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name in broken:  # a run cut off while writing its JSON
+            info = tarfile.TarInfo(f"bench/{name}.json")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b'{"r'))
+    return path
+
+
+def test_eager_iterations_fill_the_budget(tmp_path):
+    runs = read_runs(_archive(tmp_path / "b.tgz", _runs(x4_fp16={"ms": 80.0}), broken=["x4_fp16_compile_ro"]))
+    assert set(runs) == {"x4_fp16"}
+    iters, mode, _ = plan(runs, 4, 5.0, "auto")
+    assert mode == "eager" and iters == int(SAFETY * (300 - 20) * 1000 / 80.0)
+
+
+def test_reduce_overhead_chosen_only_when_clearly_faster(tmp_path):
+    runs = _runs(x4_fp16={"ms": 80.0}, x4_fp16_compile_ro={"ms": 40.0, "warmup_s": 60.0})
+    iters, mode, reason = plan(runs, 4, 5.0, "auto")
+    assert mode == "reduce-overhead" and iters == int(SAFETY * (300 - 20 - 60) * 1000 / 40.0)
+    assert "40.0 ms against eager 80.0 ms" in reason
+    runs["x4_fp16_compile_ro"]["train"]["ms"] = 72.0  # 10% faster: not worth the compilation
+    iters, mode, _ = plan(runs, 4, 5.0, "auto")
+    assert mode == "eager" and iters == int(SAFETY * 280 * 1000 / 80.0)
+    assert plan(runs, 4, 5.0, "eager")[1] == "eager"
+    assert plan(runs, 4, 5.0, "reduce-overhead")[1] == "reduce-overhead"  # forced
+
+
+def test_other_scale_uses_its_eager_step_and_x4_compile_ratio():
+    runs = _runs(x4_fp16={"ms": 80.0}, x2_fp16={"ms": 60.0}, x4_fp16_compile_ro={"ms": 40.0, "warmup_s": 50})
+    iters, mode, _ = plan(runs, 2, 5.0, "auto")
+    assert mode == "reduce-overhead" and iters == int(SAFETY * (280 - 50) * 1000 / 30.0)
+    iters, mode, _ = plan(_runs(x4_fp16={"ms": 80.0}), 3, 5.0, "auto")  # x3: x4's step, eager
+    assert mode == "eager" and iters == int(SAFETY * 280 * 1000 / 80.0)
+
+
+def test_no_benchmark_or_short_budget_gives_a_constant_learning_rate(tmp_path):
+    assert plan(read_runs(tmp_path / "missing.tgz"), 4, 5.0, "auto")[:2] == (None, "eager")
+    assert plan(_runs(x4_fp16={"ms": 1000.0}), 4, 0.5, "auto")[0] is None  # < MIN_ITERS
+    assert MIN_ITERS == 100
+
+
+@pytest.mark.parametrize("runs, expected", [
+    (_runs(x4_fp16={"ms": 80.0}, x4_fp16_compile_ro={"ms": 40.0, "warmup_s": 60}), "reduce-overhead"),
+    ({}, "eager"),
+])
+def test_command_line_prints_two_words_for_the_shell(tmp_path, repo_root, runs, expected):
+    archive = _archive(tmp_path / "b.tgz", runs)
+    out = subprocess.run([sys.executable, "codes/scripts/plan_training.py", str(archive), "--scale", "4",
+                          "--minutes", "5", "--compile", "auto"], cwd=repo_root, capture_output=True,
+                         text=True, check=True)
+    iters, mode = out.stdout.split()
+    assert mode == expected and (iters == "-") == (not runs)
+    assert "plan:" in out.stderr
