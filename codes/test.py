@@ -20,8 +20,9 @@ from tqdm import tqdm
 from options.options import REPO_ROOT, read_yaml
 from utils.device import resolve_device
 from utils.errors import run_cli
-from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, load_model,
+from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, check_hr_sets, load_model,
                               make_forward)
+from utils.output_dir import prepare_output_dir
 from utils.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
 from utils.test_options import PRECISION, apply_scale, check_test_paths, validate_test_options
 
@@ -91,8 +92,10 @@ def build_options(args):
 def main(argv=None):
     args = parse_args(argv)
     opt = build_options(args)
+    prepare_output_dir(opt["out"])  # a bad --out fails now, not after the whole grid
     kernels = build_kernels(opt)
     hr_sets = build_hr_sets(opt["datasets"])
+    check_hr_sets(hr_sets, opt["scale"], opt["crop_border"])  # every image read once, before the model
     device = resolve_device(opt["device"])
     model, meta = load_model(opt, device)
     record = reproducibility_record(opt, device, meta)

@@ -36,6 +36,7 @@ from utils.errors import KULNetError, run_cli
 from utils.evaluation import load_model, make_forward
 from utils.figures import kernel_figure, uncertainty_map
 from utils.image_io import img2tensor, list_image_inputs, read_image, tensor2img, write_image
+from utils.output_dir import prepare_output_dir
 from options.options import read_yaml
 from utils.test_options import PRECISION, apply_scale, check_real_paths, validate_real_options
 
@@ -180,11 +181,11 @@ def main(argv=None):
     args = parse_args(argv)
     opt = build_options(args)
     paths = opt["files"] or list_image_inputs(opt["input"])
+    prepare_output_dir(opt["out"])
     device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],
                            opt["precision"])
-    os.makedirs(opt["out"], exist_ok=True)
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "
           f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
 

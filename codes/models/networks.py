@@ -194,8 +194,9 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
     """Load weights into ``net``, detecting our format or the authors' raw state_dict.
 
     The authors' files carry no metadata, and their tensors are identical in shape at x2, x3 and x4,
-    so their scale cannot be read from the file: it is checked only against ``expected_scale`` when
-    given, else against a scale written in the file or folder name (``..._x2...``), else not at all.
+    so their scale cannot be read from the tensors: a scale written in the file or folder name
+    (``..._x2...``) is checked against ``expected_scale`` and the network's scale; without one the file
+    is taken to be of ``expected_scale`` (checked against the network), else not checked at all.
 
     Args:
         net (nn.Module): target network (wrappers allowed).
@@ -224,8 +225,9 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
         file_scale = meta.get("scale")
         source = "its metadata"
     else:
-        file_scale = expected_scale if expected_scale is not None else _scale_from_name(path)
-        source = "expected_scale" if expected_scale is not None else "its file name"
+        file_scale, source = _scale_from_name(path), "its file name"
+        if file_scale is None:  # nothing to check against: taken to be what the caller expects
+            file_scale, source = expected_scale, "expected_scale"
     if expected_scale is not None and file_scale is not None and file_scale != expected_scale:
         raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but x{expected_scale} was expected; "
                           f"use the x{expected_scale} checkpoint")

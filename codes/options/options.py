@@ -75,19 +75,24 @@ def _coerce(value, spec: Key, where, src):
 
     def bad(expected):
         return KULNetError(f"{src}: {where} = {value!r} ({type(value).__name__}) is not {expected}; "
-                           f"fix the value in the option file or --set")
+                           f"fix the value in the option file or its command-line override")
 
     def as_float(v):
         if isinstance(v, bool):
             raise bad("a number")
+        f = None
         if isinstance(v, (int, float)):
-            return float(v)
-        if isinstance(v, str):  # YAML 1.1 reads '2e-4' (no dot) as a string
+            f = float(v)
+        elif isinstance(v, str):  # YAML 1.1 reads '2e-4' (no dot) as a string
             try:
-                return float(v)
+                f = float(v)
             except ValueError:
                 pass
-        raise bad("a number")
+        if f is None:
+            raise bad("a number")
+        if not math.isfinite(f):
+            raise bad("a finite number")
+        return f
 
     def as_int(v):
         if isinstance(v, bool):
@@ -299,6 +304,9 @@ def read_yaml(path, src=None):
     try:
         with open(path, encoding="utf-8") as handle:
             raw = yaml.safe_load(handle)
+    except UnicodeDecodeError as err:
+        raise KULNetError(f"{src}: not a UTF-8 text file (byte 0x{err.object[err.start]:02x} at offset "
+                          f"{err.start}); give a YAML option file saved as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -22,6 +22,7 @@ same command gives the same files. Read back with
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -36,6 +37,7 @@ from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to
 from data.kernels import isotropic_gaussian_kernels  # noqa: E402
 from data.paired_dataset import load_kernel_file  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
+from utils.output_dir import prepare_output_dir  # noqa: E402
 from utils.figures import kernel_image  # noqa: E402
 from utils.image_io import img2tensor, list_images, mod_crop, read_image, tensor2img, write_image  # noqa: E402
 
@@ -69,8 +71,8 @@ def build_kernels(args):
             raise KULNetError(f"{args.kernels}: kernel size {arr.shape[-1]} is even; kernels must be odd-sized")
         out = []
         for i, k in enumerate(arr):
-            if (k < 0).any() or k.sum() <= 0:
-                raise KULNetError(f"{args.kernels}: kernel {i} has negative entries or sums to 0")
+            if not np.isfinite(k).all() or (k < 0).any() or k.sum() <= 0:
+                raise KULNetError(f"{args.kernels}: kernel {i} has NaN/inf or negative entries or sums to 0")
             out.append((torch.from_numpy(k / k.sum()).float(),
                         {"source": os.path.basename(args.kernels), "index": i, "normalised_sum": float(k.sum())}))
         return out
@@ -148,12 +150,13 @@ def make_testset(args):
     """Write the test set described by ``args`` (see :func:`parse_args`); returns the meta dict."""
     if args.scale < 1:
         raise KULNetError(f"--scale {args.scale}: must be a positive integer (2, 3 or 4)")
-    if args.noise < 0:
-        raise KULNetError(f"--noise {args.noise}: must be >= 0")
+    if not math.isfinite(args.noise) or args.noise < 0:
+        raise KULNetError(f"--noise {args.noise}: must be a number >= 0 (0..255 units)")
     if os.path.exists(os.path.join(args.out, "meta.json")) and not args.overwrite:
         raise KULNetError(f"{args.out}: already holds a test set; choose another --out or add --overwrite")
     kernels = build_kernels(args)
     images = load_hr_images(args.hr, args.scale)
+    prepare_output_dir(args.out)
     for name, hr in images:
         write_image(os.path.join(args.out, "HR", name + ".png"), tensor2img(hr))
     meta_kernels = []

@@ -103,6 +103,14 @@ def test_wrong_scale_authors_layout_from_expected_scale_or_name(tmp_path):
         load_network(_tiny(scale=4), named)
     _assert_one_line(err, "file name", "x2")
     assert load_network(_tiny(scale=2), named)["scale"] == 2
+    # the scripts always pass expected_scale: the name is still checked (x2 file, x4 run)
+    for path in (named, str(tmp_path / "KULNet_x2" / "models" / "latest_G.pth")):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save(sd, path)
+        with pytest.raises(KULNetError) as err:
+            load_network(_tiny(scale=4), path, expected_scale=4)
+        _assert_one_line(err, "x2 (its file name)", "x4 was expected")
+    assert load_network(_tiny(scale=2), named, expected_scale=2)["scale"] == 2
 
 
 def test_missing_file(tmp_path):

@@ -137,16 +137,42 @@ def build_hr_sets(datasets):
 def load_hr(loader, scale, center_crop=None):
     """Load one HR image, centre-crop it to at most ``center_crop`` pixels a side, mod-crop it.
 
+    The image is rounded to 8-bit levels (a no-op for 8-bit files): the protocol scores on 8-bit
+    images, so a 16-bit HR is degraded from the same 8-bit image it is scored against, as
+    ``make_testset.py`` (which writes 8-bit HR files) does.
+
     Returns:
-        np.ndarray: float32 (H, W, 3) in [0, 1], H and W multiples of ``scale``.
+        np.ndarray: float32 (H, W, 3) in [0, 1] on the 8-bit grid, H and W multiples of ``scale``.
     """
-    img = loader()
+    img = np.round(np.asarray(loader(), dtype=np.float32) * np.float32(255)) / np.float32(255)
     if center_crop:
         h, w = img.shape[:2]
         ch, cw = min(h, center_crop), min(w, center_crop)
         y, x = (h - ch) // 2, (w - cw) // 2
         img = img[y:y + ch, x:x + cw]
     return np.ascontiguousarray(mod_crop(img, scale))
+
+
+def check_hr_sets(hr_sets, scale, crop_border):
+    """Read every HR image once before any work, so an unreadable file or an image too small for the
+    scale or the border crop stops the run at the start, not in the middle of the grid.
+
+    Raises:
+        KULNetError: one line naming the image.
+    """
+    for hs in hr_sets:
+        for name, loader in hs.items:
+            _check_size(f"{hs.name}/{name}", load_hr(loader, scale, hs.center_crop), scale, crop_border)
+
+
+def _check_size(label, hr_np, scale, crop_border):
+    h, w = hr_np.shape[:2]
+    if min(h, w) == 0:
+        raise KULNetError(f"{label}: smaller than the scale {scale} (nothing is left after cropping to a "
+                          f"multiple of {scale}); leave this image out")
+    if 2 * crop_border >= min(h, w):
+        raise KULNetError(f"{label}: crop_border = {crop_border} leaves nothing of its {h}x{w} pixels; "
+                          f"lower crop_border or leave this image out")
 
 
 # ---------------------------------------------------------------------------------------- runtime
@@ -307,10 +333,7 @@ class Evaluator:
                     generator = torch.Generator(device=self.device).manual_seed(self.seed)
                     for name, loader in hs.items:
                         hr_np = load_hr(loader, self.scale, hs.center_crop)
-                        if 2 * self.crop >= min(hr_np.shape[:2]):
-                            raise KULNetError(f"{hs.name}/{name}: crop_border = {self.crop} leaves nothing "
-                                              f"of its {hr_np.shape[0]}x{hr_np.shape[1]} pixels; lower "
-                                              f"crop_border or leave this image out")
+                        _check_size(f"{hs.name}/{name}", hr_np, self.scale, self.crop)
                         hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(self.device)
                         m, sr, k_est = self.evaluate_image(hr, tk, noise, generator)
                         row = {"dataset": hs.name, "image": name, "noise": float(noise), "kernel": tk.index,

@@ -261,7 +261,10 @@ def write_image(path, img, grayscale=False):
     elif img.ndim == 3:
         img = img[:, :, ::-1]  # RGB -> BGR for OpenCV
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise KULNetError(f"{path}: cannot create its folder ({err.strerror or err}); check the output path") from None
     if not cv2.imwrite(path, np.ascontiguousarray(img)):
         raise KULNetError(f"{path}: could not write the image; check the folder is writable and the disk has space")
 

@@ -173,6 +173,17 @@ def _with_sections(raw, schema):
     return raw
 
 
+MIN_TILE = 8  # LR pixels: smaller cores multiply whole-patch passes (a 1-pixel tile: one per pixel)
+
+
+def check_tile(opt, src):
+    """``tile`` (LR pixels) is 0/None (automatic) or at least :data:`MIN_TILE`."""
+    if opt["tile"] and opt["tile"] < MIN_TILE:
+        raise KULNetError(f"{src}: tile = {opt['tile']} LR pixels is too small (each core is restored from a "
+                          f"patch {opt['tile_overlap']} pixels larger on every side); give tile >= {MIN_TILE}, "
+                          f"or 0 for automatic")
+
+
 def validate_test_options(raw, src="options"):
     """Check and complete the options of ``test.py``.
 
@@ -195,6 +206,7 @@ def validate_test_options(raw, src="options"):
     opt["datasets"], opt["kernels"] = datasets, kernels
     check_device(opt, src)
     check_kernel_size(opt, src)
+    check_tile(opt, src)
     if any(n < 0 for n in opt["noise"]) or not opt["noise"]:
         raise KULNetError(f"{src}: noise = {opt['noise']}; give a list of levels >= 0 (0..255 units)")
     if opt["crop_border"] is None:
@@ -209,6 +221,7 @@ def validate_real_options(raw, src="options"):
     opt = dict(validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
     check_device(opt, src)
     check_kernel_size(opt, src)
+    check_tile(opt, src)
     if opt["out"] is None:
         opt["out"] = resolve_path(os.path.join("results", opt["name"]))
     return opt
