@@ -92,10 +92,10 @@ def build_options(args):
 def main(argv=None):
     args = parse_args(argv)
     opt = build_options(args)
-    prepare_output_dir(opt["out"])  # a bad --out fails now, not after the whole grid
     kernels = build_kernels(opt)
     hr_sets = build_hr_sets(opt["datasets"])
     check_hr_sets(hr_sets, opt["scale"], opt["crop_border"])  # every image read once, before the model
+    prepare_output_dir(opt["out"])  # a bad --out fails now, not after the whole grid
     device = resolve_device(opt["device"])
     model, meta = load_model(opt, device)
     record = reproducibility_record(opt, device, meta)
