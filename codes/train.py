@@ -32,7 +32,7 @@ from options.options import dump, parse
 from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.logger import MessageLogger, get_root_logger, init_tb_logger
-from utils.stop_request import StopRequest, ignore_stop_signals
+from utils.stop_request import StopRequest, ignore_stop_signals, stop_workers_at_exit
 
 
 def parse_args(argv=None):
@@ -112,6 +112,8 @@ def build_train_loader(opt, rank, world, device):
         raise KULNetError(f"datasets.train.dataroot_GT: {len(dataset)} images are fewer than one "
                           f"batch of {batch}; add images or lower datasets.train.batch_size")
     workers = train_opt["n_workers"] // world if world > 1 else train_opt["n_workers"]
+    if workers > 0:
+        stop_workers_at_exit()  # they ignore SIGTERM: without this an error could leave the process hanging
     loader = DataLoader(
         SeededDataset(dataset), batch_size=per_rank, sampler=sampler, drop_last=True,
         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,

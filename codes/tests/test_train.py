@@ -352,3 +352,18 @@ def test_compiled_training_step_matches_eager(tmp_path):
     assert comp_losses == pytest.approx(eager_losses, rel=1e-5)
     for key, value in eager_w.items():
         torch.testing.assert_close(comp_w[key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_error_in_a_data_loader_worker_exits_instead_of_hanging(tmp_path):
+    """Workers ignore SIGTERM (so a scheduler's stop reaches the main process first); at exit they
+    must still end: a corrupt image found by a worker gave the message and then hung forever."""
+    _make_images(str(tmp_path / "train"), 4, 64, 3)
+    data = (tmp_path / "train" / "01.png").read_bytes()
+    (tmp_path / "train" / "01.png").write_bytes(data[: len(data) // 2])  # truncated: header still fine
+    _make_images(str(tmp_path / "val"), 1, 32, 4)
+    opt = _options(tmp_path / "o.yml", tmp_path, tmp_path / "exp", niter=20)
+    proc = subprocess.run([sys.executable, "codes/train.py", "-opt", opt, "--set", "datasets.train.n_workers=2"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "01.png" in last and "Traceback" not in proc.stderr

@@ -10,6 +10,8 @@ can be continued with ``--auto_resume`` exactly as if it had not stopped, when:
 Under DDP the ranks agree (an all-reduce of the flag each iteration), so every rank stops at the same
 iteration.
 """
+import atexit
+import multiprocessing
 import signal
 import time
 
@@ -79,3 +81,30 @@ def ignore_stop_signals(worker_id=None):
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+_EXIT_HOOK = []
+
+
+def stop_workers_at_exit():
+    """Make sure workers started with :func:`ignore_stop_signals` end with the process.
+
+    At interpreter exit, multiprocessing stops its daemonic children (data-loader workers) with
+    SIGTERM and waits for them; workers that ignore SIGTERM would keep the process alive forever
+    (seen after an error raised in a worker: the message was printed, the process never exited). This
+    registers, once, an exit hook that runs before multiprocessing's and kills them (SIGKILL: they
+    only read images, and the main process has finished with them).
+    """
+    if not _EXIT_HOOK:
+        atexit.register(_kill_daemonic_children)
+        _EXIT_HOOK.append(True)
+
+
+def _kill_daemonic_children():
+    children = [p for p in multiprocessing.active_children() if p.daemon]
+    if children and hasattr(signal, "SIGCHLD"):  # the data loader's handler would call this a failure
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for process in children:
+        process.kill()
+    for process in children:
+        process.join(timeout=5)
