@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.errors import KULNetError
-from utils.image_io import image_size, img2tensor, list_images, mod_crop, read_image
+from utils.image_io import image_size, img2tensor, list_images, mod_crop, raw_to_float, read_image, read_image_raw
 
 
 def _item_rng():
@@ -85,13 +85,14 @@ class HRDataset(Dataset):
 
     def __getitem__(self, index):
         path = self.paths[index]
-        img, _ = read_image(path)
         if self.phase == "test":
+            img, _ = read_image(path)
             return {"hr": img2tensor(mod_crop(img, self.scale))[0], "path": path}
+        img, _ = read_image_raw(path)  # the crop is converted to float, not the whole photo (same values)
         size = int(self.gt_size)
         h, w = img.shape[:2]
         self._check_crop_fits(path, h, w)  # also when the header could not be read
         rng = _item_rng()
         top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
         patch = augment(img[top : top + size, left : left + size], rng, self.use_flip, self.use_rot)
-        return {"hr": img2tensor(patch)[0], "path": path}
+        return {"hr": img2tensor(raw_to_float(patch))[0], "path": path}

@@ -232,3 +232,30 @@ def test_shared_set5_test_phase(shared_datasets):
     for i in range(len(ds)):
         _, h, w = ds[i]["hr"].shape
         assert h % 4 == 0 and w % 4 == 0 and h >= 200
+
+
+def test_hr_train_crop_converts_only_the_crop_with_the_same_values(tmp_path):
+    """The training crop is taken from the file's integers and then converted to float: it must be
+    bit-identical to cropping the whole image converted first (8/16-bit, gray, RGBA)."""
+    from data.hr_dataset import _item_rng, augment
+    from utils.image_io import read_image
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_rgb8.png"), rng.integers(0, 256, (40, 37, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "b_rgb16.png"), rng.integers(0, 65536, (33, 45, 3), dtype=np.uint16))
+    cv2.imwrite(str(folder / "c_gray.png"), rng.integers(0, 256, (36, 36), dtype=np.uint8))
+    cv2.imwrite(str(folder / "d_rgba.png"), rng.integers(0, 256, (35, 41, 4), dtype=np.uint8))
+    ds = HRDataset(str(folder), 2, phase="train", gt_size=16)
+    for i in range(len(ds)):
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            item = ds[i]["hr"]
+            torch.manual_seed(seed)  # the old route: the whole image in float, then the crop
+            img, _ = read_image(ds.paths[i])
+            r = _item_rng()
+            top, left = r.integers(0, img.shape[0] - 15), r.integers(0, img.shape[1] - 15)
+            patch = augment(img[top:top + 16, left:left + 16], r)
+            ref = torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))
+            assert item.dtype == torch.float32 and torch.equal(item, ref), ds.paths[i]
