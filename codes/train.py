@@ -32,6 +32,7 @@ from options.options import dump, parse
 from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.logger import MessageLogger, get_root_logger, init_tb_logger
+from utils.output_dir import prepare_output_dir
 from utils.stop_request import StopRequest, ignore_stop_signals, stop_workers_at_exit
 
 
@@ -81,6 +82,7 @@ def find_latest_state(exp_dir):
 
 def prepare_experiment(exp_dir, resuming, opt, timestamp):
     """Create (or reuse when resuming) the experiment folder; archive a previous one."""
+    prepare_output_dir(os.path.dirname(os.path.abspath(exp_dir)), "path.experiments_root")
     if os.path.exists(exp_dir) and not resuming:
         archived = f"{exp_dir}_archived_{timestamp}"
         os.replace(exp_dir, archived)
@@ -132,6 +134,14 @@ def train(args):
     t_launch = time.monotonic()
     stop = StopRequest(args.time_budget).install()
     snapshot = StopRequest(args.snapshot_after) if args.snapshot_after else None  # a deadline only
+    try:
+        return _run(args, opt, stop, snapshot, t_launch)
+    finally:
+        stop.uninstall()  # also after an error: a caller (tests, notebooks) keeps its own handlers
+
+
+def _run(args, opt, stop, snapshot, t_launch):
+    """The run itself (see :func:`train`)."""
     rank, world, local_rank = init_distributed(opt["device"])
     device = resolve_device(opt["device"], local_rank)
     if device.type == "cuda":
@@ -147,6 +157,16 @@ def train(args):
     if state_path is None and args.auto_resume:
         state_path = find_latest_state(exp_dir)
     state = load_training_state(state_path) if state_path else None
+    seed_everything(opt["train"]["manual_seed"], rank)
+    loader, sampler = build_train_loader(opt, rank, world, device)
+    val_set = None
+    if opt["datasets"]["val"] is not None and rank == 0:
+        val_set = create_dataset({**opt["datasets"]["val"], "phase": "val", "scale": opt["scale"]})
+        for index in range(len(val_set)):  # a broken validation image fails now, not at iteration 1000
+            val_set[index]
+    model = create_model(opt, device=device, rank=rank, world_size=world)
+
+    # the experiment folder only once everything above worked (a failed start archives nothing)
     timestamp = time.strftime("%y%m%d-%H%M%S")
     if rank == 0:
         prepare_experiment(exp_dir, state is not None, opt, timestamp)
@@ -154,14 +174,6 @@ def train(args):
         dist.barrier()
     logger = get_root_logger(log_file=os.path.join(exp_dir, f"train_{timestamp}.log"), rank=rank)
     logger.info("options: %s, device: %s, processes: %d", opt["opt_path"], device, world)
-
-    seed_everything(opt["train"]["manual_seed"], rank)
-    loader, sampler = build_train_loader(opt, rank, world, device)
-    val_set = None
-    if opt["datasets"]["val"] is not None and rank == 0:
-        val_set = create_dataset({**opt["datasets"]["val"], "phase": "val", "scale": opt["scale"]})
-
-    model = create_model(opt, device=device, rank=rank, world_size=world)
     stop.world_size, stop.device = world, device
     if snapshot is not None:
         snapshot.world_size, snapshot.device = world, device
@@ -179,6 +191,11 @@ def train(args):
         model.last_checkpoint = state_path
         logger.info("resumed from %s (iteration %d)%s", state_path, start_iter,
                     "" if exact else "; different number of processes: random streams re-seeded")
+        saved_batch = state.get("batch_size")
+        if saved_batch is not None and saved_batch != opt["datasets"]["train"]["batch_size"]:
+            logger.warning("resuming with batch_size %d, the state was saved with %d: the epochs and "
+                           "batches differ from a run that never stopped", opt["datasets"]["train"]["batch_size"],
+                           saved_batch)
 
     total = opt["train"]["niter"]
     per_epoch = sampler.batches_per_epoch()
@@ -217,7 +234,7 @@ def train(args):
                         msg_logger({"epoch": epoch, "iter": current,
                                     "lr": model.get_current_learning_rate(),
                                     "time": time.time() - t_start, "data_time": t_start - t_data, **log})
-                if val_set is not None and current % val_freq == 0:
+                if val_set is not None and (current % val_freq == 0 or current == total):
                     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                         metrics = validate(model, val_set, opt["datasets"]["val"], current,
                                            os.path.join(exp_dir, "val_images"),
@@ -248,7 +265,6 @@ def train(args):
                        model.last_checkpoint or "the start: no checkpoint yet")
         raise SystemExit(130)
     pbar.close()
-    stop.uninstall()
     if tb_logger is not None:
         tb_logger.close()
     if stop.reason:

@@ -9,6 +9,7 @@ the optimiser, the grad scaler and every random generator (python, numpy, torch,
 degradation generator, one set per DDP rank), written atomically.
 """
 import io
+import logging
 import os
 import random
 
@@ -26,6 +27,7 @@ from utils.device import resolve_device
 from utils.errors import KULNetError
 
 STATE_FORMAT = "kulnet_training_state"
+logger = logging.getLogger("kulnet")
 
 
 def resolve_precision(name, device):
@@ -38,6 +40,15 @@ def resolve_precision(name, device):
 def derived_seed(*parts):
     """A 63-bit seed derived from integers (independent streams for rank/purpose/epoch)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def _gradients_finite(optimizer):
+    """0-d float tensor on the gradients' device: 1 when every gradient is finite, else 0 (no sync)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return torch.ones(())
+    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
+    return torch.isfinite(torch.stack(norms).sum()).float()
 
 
 class KULNetModel:
@@ -126,7 +137,9 @@ class KULNetModel:
     def optimize_parameters(self, step):
         """One training iteration (``step`` is 1-based; it sets the learning rate).
 
-        A non-finite loss (on any rank) skips the update; ``max_nonfinite`` of them in a row raise.
+        A non-finite loss (on any rank), or non-finite gradients of a finite loss (fp32/bf16; with
+        fp16 the grad scaler skips those steps and lowers its scale), skips the update;
+        ``max_nonfinite`` of them in a row raise.
 
         The backward is queued before the losses are read (one host sync for all of them, after
         it), so a GPU is not left idle between the forward and the backward. A non-finite loss
@@ -140,6 +153,8 @@ class KULNetModel:
         loss, parts = self.criterion(out, self.hr, self.kernel, self.lr_clean)
         self.scaler.scale(loss).backward()
         finite = torch.isfinite(loss.detach()).float()
+        if not self.scaler.is_enabled():  # fp16's grad scaler skips steps with non-finite gradients itself
+            finite = finite * _gradients_finite(self.optimizer)
         if self.world_size > 1:  # the ranks must agree to skip or step together
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         names = [*parts, "l_total"]
@@ -171,11 +186,14 @@ class KULNetModel:
         else:
             cause = (f"a learning rate too high (train.lr_G={lr:g}; try a lower one or "
                      f"train.grad_clip) or broken input images")
-        ckpt = self.last_checkpoint or "none saved yet"
         parts = ", ".join(f"{k}={v:.4g}" for k, v in self.log_dict.items() if k != "nonfinite_total")
+        if self.last_checkpoint:
+            resume = (f"last good checkpoint: {self.last_checkpoint} (resume from it with "
+                      f"--set path.resume_state={self.last_checkpoint} and the changed option)")
+        else:
+            resume = "no good checkpoint saved yet (start again with the changed option)"
         return (f"train: {self.nonfinite_in_row} non-finite losses in a row (iteration {step}: "
-                f"{parts}); likely cause: {cause}; last good checkpoint: {ckpt} "
-                f"(resume with --auto_resume)")
+                f"{parts}); likely cause: {cause}; {resume}")
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -255,6 +273,7 @@ class KULNetModel:
             "iter": iteration,
             "epoch": epoch,
             "world_size": self.world_size,
+            "batch_size": self.opt["datasets"]["train"]["batch_size"],
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -275,20 +294,43 @@ class KULNetModel:
         if self.rank == 0:
             meta = {"iteration": iteration, "epoch": epoch, "options": self.opt.get("name")}
             weights = os.path.join(models_dir, f"{iteration}_G.pth")
-            save_network(self.net, weights, meta)
-            if latest:
-                save_network(self.net, os.path.join(models_dir, "latest_G.pth"), meta)
             path = os.path.join(state_dir, f"{iteration}.state")
-            atomic_torch_save(state, path)
-            self.last_checkpoint = path
+            try:
+                save_network(self.net, weights, meta)
+                if latest:
+                    save_network(self.net, os.path.join(models_dir, "latest_G.pth"), meta)
+                atomic_torch_save(state, path)
+            except OSError as err:  # disk full, folder gone: the previous files are intact (atomic)
+                raise KULNetError(f"saving the checkpoint of iteration {iteration} failed ({err.strerror or err}); "
+                                  f"free space or fix {os.path.dirname(models_dir)} and resume with "
+                                  f"--auto_resume from {self.last_checkpoint or 'the start'}") from None
+            if self.nonfinite_in_row == 0:  # saved during a run of skipped steps: not called good
+                self.last_checkpoint = path
         if self.world_size > 1:
             dist.barrier()
         return path
 
+    def _apply_optimizer_options(self):
+        """The options win over a resumed optimiser state: base lr (``train.lr_G``), betas, weight
+        decay. Unchanged options change nothing (exact resume); a changed one is logged (lowering
+        ``lr_G`` and resuming is the advice after non-finite losses)."""
+        train_opt = self.opt["train"]
+        wanted = {"initial_lr": train_opt["lr_G"], "betas": (train_opt["beta1"], train_opt["beta2"]),
+                  "weight_decay": train_opt["weight_decay_G"]}
+        for group in self.optimizer.param_groups:
+            for key, value in wanted.items():
+                old = tuple(group[key]) if key == "betas" else group.get(key)
+                if old != value:
+                    logger.warning("resume: %s %s in the training state, %s in the options: using the options",
+                                   key, old, value)
+                    group[key] = value
+
     def resume_training(self, state, weights_path):
-        """Restore weights, optimiser, scheduler, scaler and this rank's RNG states."""
+        """Restore weights, optimiser, scheduler, scaler and this rank's RNG states; the optimiser
+        options of ``opt`` (lr, betas, weight decay) replace those of the state."""
         load_network(self.net, weights_path, strict=True, expected_scale=self.scale)
         self.optimizer.load_state_dict(state["optimizer"])
+        self._apply_optimizer_options()
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty when saved without fp16
             self.scaler.load_state_dict(state["scaler"])

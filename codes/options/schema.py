@@ -111,7 +111,7 @@ TRAIN = {
                   help="torch.compile the network's training forward/backward with this mode "
                        "(eager: not compiled, the default; reduce-overhead adds CUDA graphs)"),
     "deterministic": _k("bool", False, help="deterministic CUDA kernels (bit-exact GPU resume, slower)"),
-    "manual_seed": _k("int", 0, help="seed of every random generator (per rank: seed+rank)"),
+    "manual_seed": _k("int", 0, minimum=0, help="seed of every random generator (per rank: seed+rank)"),
     "val_freq": _k("int", 1000, minimum=1, help="validate every N iterations"),
 }
 

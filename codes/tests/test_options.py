@@ -85,6 +85,8 @@ def test_yaml11_floats_and_integral_floats(minimal):
     ("train:\n  lr_scheme: CosineAnnealingRestartLR\n", r"train\.T_period is needed"),
     ("device: tpu\n", r"device = 'tpu'"),
     ("train:\n  niter: 0\n", r"train\.niter = 0 must be >= 1"),
+    ("train:\n  manual_seed: -1\n", r"train\.manual_seed = -1 must be >= 0"),
+    ("train:\n  lr_G: .nan\n", r"train\.lr_G = nan \(float\) is not a finite number"),
 ])
 def test_option_errors(minimal, extra, pattern):
     with pytest.raises(KULNetError, match=pattern) as err:

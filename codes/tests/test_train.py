@@ -367,3 +367,94 @@ def test_error_in_a_data_loader_worker_exits_instead_of_hanging(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "01.png" in last and "Traceback" not in proc.stderr
+
+
+def test_non_finite_gradients_of_a_finite_loss_skip_the_step(tmp_path):
+    """fp32/bf16 have no grad scaler: a NaN gradient must not reach the weights (it would be saved)."""
+    from models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(_tiny_opt(tmp_path), device="cpu")
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    param = next(model.net.parameters())
+    handle = param.register_hook(lambda g: g * float("nan"))
+    model.feed_data({"hr": torch.rand(2, 3, 32, 32)})
+    assert model.optimize_parameters(1) is False
+    log = model.get_current_log()
+    assert np.isfinite(log["l_total"]) and log["nonfinite_total"] == 1
+    assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
+    assert not model.optimizer.state
+    handle.remove()
+    model.feed_data({"hr": torch.rand(2, 3, 32, 32)})
+    assert model.optimize_parameters(2) is True and model.nonfinite_in_row == 0
+
+
+def test_resume_uses_the_optimiser_options_of_the_run(tmp_path, caplog):
+    """Lowering train.lr_G and resuming (the advice after non-finite losses) must take effect; with
+    unchanged options nothing changes."""
+    from models import create_model
+    from models.networks import save_network
+
+    torch.manual_seed(0)
+    model = create_model(_tiny_opt(tmp_path, "train: {lr_G: 0.001, lr_steps: [2]}\n"), device="cpu")
+    for step in (1, 2):
+        model.feed_data({"hr": torch.rand(2, 3, 32, 32)})
+        model.optimize_parameters(step)
+    state = model.training_state(2, 0)
+    weights = str(tmp_path / "2_G.pth")
+    save_network(model.net, weights, {"iteration": 2})
+    same = create_model(_tiny_opt(tmp_path, "train: {lr_G: 0.001, lr_steps: [2]}\n"), device="cpu")
+    with caplog.at_level("WARNING", logger="kulnet"):
+        same.resume_training(state, weights)
+    assert same.get_current_learning_rate() == pytest.approx(0.0005) and not caplog.records
+    lower = create_model(_tiny_opt(tmp_path, "train: {lr_G: 0.0001, lr_steps: [2], beta1: 0.5}\n"), device="cpu")
+    with caplog.at_level("WARNING", logger="kulnet"):
+        lower.resume_training(state, weights)
+    assert lower.get_current_learning_rate() == pytest.approx(0.00005)
+    assert lower.optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+    assert "initial_lr 0.001 in the training state, 0.0001 in the options" in caplog.text
+    assert lower.optimizer.state  # Adam's moments are kept
+
+
+def test_checkpoints_during_skipped_steps_are_not_called_good_and_save_errors_are_one_line(tmp_path):
+    from models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(_tiny_opt(tmp_path), device="cpu")
+    model.feed_data({"hr": torch.rand(2, 3, 32, 32)})
+    assert model.optimize_parameters(1)
+    good = model.save(1, 0, str(tmp_path / "models"), str(tmp_path / "states"))
+    assert model.last_checkpoint == good
+    bad = torch.rand(2, 3, 32, 32)
+    bad[0, 0, 0, 0] = float("nan")
+    model.feed_data({"hr": bad})
+    assert not model.optimize_parameters(2)
+    model.save(2, 0, str(tmp_path / "models"), str(tmp_path / "states"))
+    assert model.last_checkpoint == good and os.path.exists(tmp_path / "states" / "2.state")
+    (tmp_path / "full").write_text("a file where the folder should be")
+    with pytest.raises(KULNetError) as err:
+        model.save(3, 0, str(tmp_path / "full" / "models"), str(tmp_path / "states"))
+    text = str(err.value)
+    assert "\n" not in text and "saving the checkpoint of iteration 3 failed" in text and good in text
+
+
+def test_bad_start_fails_before_the_experiment_folder_is_touched(data_dir, tmp_path):
+    """A broken validation image or an unusable experiments_root: one line at the start, and an
+    existing experiment of the same name is not archived by the failed start."""
+    import cv2
+
+    import train
+
+    exp_root = tmp_path / "exp"
+    (exp_root / "tiny" / "models").mkdir(parents=True)
+    val = tmp_path / "val"
+    val.mkdir()
+    cv2.imwrite(str(val / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    (val / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    opt = _options(tmp_path / "o.yml", data_dir, exp_root)
+    with pytest.raises(KULNetError, match=r"b\.png"):
+        train.main(["-opt", opt, "--set", f"datasets.val.dataroot_GT={val}"])
+    assert sorted(os.listdir(exp_root)) == ["tiny"] and os.listdir(exp_root / "tiny") == ["models"]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(KULNetError, match=r"path\.experiments_root .*afile.*is a file, not a folder"):
+        train.main(["-opt", opt, "--set", f"path.experiments_root={tmp_path / 'afile'}"])
