@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from data import create_dataset
-from data.epoch_sampler import EpochSampler, SeededDataset
+from data.epoch_sampler import ContinuousEpochSampler, SeededDataset
 from models import create_model
 from models.kulnet_model import derived_seed, load_training_state
 from models.validation import validate
@@ -108,7 +108,7 @@ def build_train_loader(opt, rank, world, device):
                           f"processes; use a multiple of {world}")
     dataset = create_dataset({**train_opt, "phase": "train", "scale": opt["scale"]})
     per_rank = batch // world
-    sampler = EpochSampler(len(dataset), per_rank, opt["train"]["manual_seed"],
+    sampler = ContinuousEpochSampler(len(dataset), per_rank, opt["train"]["manual_seed"],
                            train_opt["use_shuffle"], rank, world)
     if sampler.batches_per_epoch() == 0:
         raise KULNetError(f"datasets.train.dataroot_GT: {len(dataset)} images are fewer than one "
@@ -215,50 +215,47 @@ def _run(args, opt, stop, snapshot, t_launch):
     if current >= total:
         logger.info("nothing to do: the state is at iteration %d >= train.niter %d", current, total)
     try:
-        while current < total and not stop.reason:
-            sampler.set_epoch(epoch, start_batch)
-            start_batch = 0
+        sampler.set_epoch(epoch, start_batch)  # the loader then runs on from epoch to epoch
+        t_data = time.time()
+        for data in (loader if current < total else ()):
+            current += 1
+            epoch = (current - 1) // per_epoch  # the epoch of this batch
+            t_start = time.time()
+            model.feed_data(data)
+            model.optimize_parameters(current)
+            log = model.get_current_log()
+            pbar.update(1)
+            pbar.set_postfix({k: f"{v:.3g}" for k, v in log.items() if k.startswith("l_")},
+                             refresh=False)
+            if current % log_opt["print_freq"] == 0:
+                log = model.get_current_log(reduce=True)  # mean over the ranks
+                if rank == 0:
+                    msg_logger({"epoch": epoch, "iter": current,
+                                "lr": model.get_current_learning_rate(),
+                                "time": time.time() - t_start, "data_time": t_start - t_data, **log})
+            if val_set is not None and (current % val_freq == 0 or current == total):
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    metrics = validate(model, val_set, opt["datasets"]["val"], current,
+                                       os.path.join(exp_dir, "val_images"),
+                                       log_opt["n_val_images"], tb_logger)
+                logger.info("validation at iteration %d: %s", current,
+                            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            stopping = current < total and stop.should_stop()
+            snapshot_now = snapshot is not None and snapshot.should_stop()
+            if snapshot_now:
+                snapshot = None
+                logger.info("snapshot at iteration %d (%.0f s after the start)", current,
+                            time.monotonic() - t_launch)
+            if (current % log_opt["save_checkpoint_freq"] == 0 or current == total or stopping
+                    or snapshot_now):
+                path = model.save(current, epoch, os.path.join(exp_dir, "models"),
+                                  os.path.join(exp_dir, "training_state"),
+                                  latest=current == total or stopping)
+                if path:
+                    logger.info("saved %s", path)
+            if current >= total or stopping:
+                break
             t_data = time.time()
-            for data in loader:
-                current += 1
-                t_start = time.time()
-                model.feed_data(data)
-                model.optimize_parameters(current)
-                log = model.get_current_log()
-                pbar.update(1)
-                pbar.set_postfix({k: f"{v:.3g}" for k, v in log.items() if k.startswith("l_")},
-                                 refresh=False)
-                if current % log_opt["print_freq"] == 0:
-                    log = model.get_current_log(reduce=True)  # mean over the ranks
-                    if rank == 0:
-                        msg_logger({"epoch": epoch, "iter": current,
-                                    "lr": model.get_current_learning_rate(),
-                                    "time": time.time() - t_start, "data_time": t_start - t_data, **log})
-                if val_set is not None and (current % val_freq == 0 or current == total):
-                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                        metrics = validate(model, val_set, opt["datasets"]["val"], current,
-                                           os.path.join(exp_dir, "val_images"),
-                                           log_opt["n_val_images"], tb_logger)
-                    logger.info("validation at iteration %d: %s", current,
-                                ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                stopping = current < total and stop.should_stop()
-                snapshot_now = snapshot is not None and snapshot.should_stop()
-                if snapshot_now:
-                    snapshot = None
-                    logger.info("snapshot at iteration %d (%.0f s after the start)", current,
-                                time.monotonic() - t_launch)
-                if (current % log_opt["save_checkpoint_freq"] == 0 or current == total or stopping
-                        or snapshot_now):
-                    path = model.save(current, epoch, os.path.join(exp_dir, "models"),
-                                      os.path.join(exp_dir, "training_state"),
-                                      latest=current == total or stopping)
-                    if path:
-                        logger.info("saved %s", path)
-                if current >= total or stopping:
-                    break
-                t_data = time.time()
-            else:
-                epoch += 1
     except KeyboardInterrupt:
         pbar.close()
         logger.warning("interrupted at iteration %d; continue with --auto_resume (from %s)", current,

@@ -67,6 +67,32 @@ class EpochSampler(Sampler):
         return max(0, self.per_rank - self.start_batch * self.batch_size)
 
 
+class ContinuousEpochSampler(EpochSampler):
+    """:class:`EpochSampler` whose iterator runs on from epoch to epoch, without end.
+
+    Each epoch yields its full batches only (what ``drop_last`` keeps of it), so batch ``i`` of the
+    stream is batch ``i mod batches_per_epoch`` of epoch ``i div batches_per_epoch``: the same
+    batches as iterating epoch by epoch. Why: a data loader restarted every epoch waits for its
+    first batch to be read from scratch (with 257 training photos, every 16 iterations); one that
+    never restarts keeps reading ahead across the boundary. Start with :meth:`set_epoch`.
+    """
+
+    def __iter__(self):
+        epoch, start_batch = self.epoch, self.start_batch
+        keep = self.batches_per_epoch() * self.batch_size
+        while True:
+            self.epoch, self.start_batch = epoch, start_batch
+            order = self._order()
+            positions = torch.arange(self.rank, order.numel(), self.world_size)[:keep]
+            base = _seed(self.seed, epoch, 11)
+            for pos in positions[start_batch * self.batch_size:].tolist():
+                yield int(order[pos]), _seed(base, pos)
+            epoch, start_batch = epoch + 1, 0
+
+    def __len__(self):
+        raise TypeError("ContinuousEpochSampler has no length: it runs until the caller stops")
+
+
 class SeededDataset(Dataset):
     """Wraps a dataset so that item ``(index, seed)`` is drawn with python/numpy/torch seeded by
     ``seed``; the caller's random states are restored afterwards (no effect on the training RNG)."""
