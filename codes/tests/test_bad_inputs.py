@@ -124,3 +124,6 @@ def test_a_16_bit_hr_is_degraded_from_its_8_bit_rounding():
     np.testing.assert_array_equal(hr, np.round(img16 * 255).astype(np.float32) / 255)
     img8 = (np.arange(8 * 8 * 3) % 256).astype(np.float32).reshape(8, 8, 3) / 255
     assert np.array_equal(load_hr(lambda: img8, 4), img8)  # 8-bit images: unchanged, bit for bit
+    # the evaluator keeps each HR as uint8 levels between the cells of the grid: exact both ways
+    levels = np.round(hr * np.float32(255)).astype(np.uint8)
+    assert np.array_equal(levels.astype(np.float32) / np.float32(255), hr)

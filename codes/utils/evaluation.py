@@ -328,12 +328,16 @@ class Evaluator:
         """
         rows = []
         for hs in hr_sets:
+            images = []  # each image decoded once per dataset, kept as its exact 8-bit levels
+            for name, loader in hs.items:
+                hr_np = load_hr(loader, self.scale, hs.center_crop)
+                _check_size(f"{hs.name}/{name}", hr_np, self.scale, self.crop)
+                images.append((name, np.round(hr_np * np.float32(255)).astype(np.uint8)))
             for noise in noise_levels:
                 for tk in kernels:
                     generator = torch.Generator(device=self.device).manual_seed(self.seed)
-                    for name, loader in hs.items:
-                        hr_np = load_hr(loader, self.scale, hs.center_crop)
-                        _check_size(f"{hs.name}/{name}", hr_np, self.scale, self.crop)
+                    for name, hr_u8 in images:
+                        hr_np = hr_u8.astype(np.float32) / np.float32(255)  # == load_hr's values, bit for bit
                         hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(self.device)
                         m, sr, k_est = self.evaluate_image(hr, tk, noise, generator)
                         row = {"dataset": hs.name, "image": name, "noise": float(noise), "kernel": tk.index,
