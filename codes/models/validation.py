@@ -5,6 +5,7 @@ Metrics per image, averaged: PSNR_Y / SSIM_Y of the SR result (``scale`` pixels 
 border), kernel PSNR (raw kernels), and LR PSNR_Y between the clean LR and the HR re-degraded with
 the estimated kernel.
 """
+import contextlib
 import os
 
 import torch
@@ -16,6 +17,17 @@ from utils.image_io import tensor2img, write_image
 from utils.metrics import calculate_psnr_batch, calculate_ssim_batch, kernel_psnr
 
 VAL_SEED = 20220101  # fixed: every validation sees the same noisy LR
+
+
+@contextlib.contextmanager
+def _without_autotuning():
+    """cuDNN autotuning (on in training) off for a block, as in test.py."""
+    autotune = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = autotune
 
 
 @torch.no_grad()
@@ -43,32 +55,33 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
     limit = val_opt.get("max_images") or len(dataset)
     sums = {"psnr_y": 0.0, "ssim_y": 0.0, "kernel_psnr": 0.0, "lr_psnr_y": 0.0}
     count = 0
-    for data in loader:
-        if count >= limit:
-            break
-        hr = data["hr"].to(device)
-        name = os.path.splitext(os.path.basename(data["path"][0]))[0]
-        d = deg(hr, generator=generator)
-        out = model.test(d.lr)
-        sr = out.sr.clamp(0, 1)
-        sums["psnr_y"] += calculate_psnr_batch(sr, hr, scale).item()
-        sums["ssim_y"] += calculate_ssim_batch(sr, hr, scale).item()
-        sums["kernel_psnr"] += kernel_psnr(out.kernel[0], d.kernel[0])
-        lr_re = quantize(blur_subsample(hr, out.kernel, scale))
-        sums["lr_psnr_y"] += calculate_psnr_batch(lr_re, d.lr_clean, 0).item()
-        if count < n_save:
-            k_img = kernel_image(out.kernel[0])
-            if save_dir:
-                folder = os.path.join(save_dir, str(iteration))
-                write_image(os.path.join(folder, f"{name}_SR.png"), tensor2img(sr))
-                write_image(os.path.join(folder, f"{name}_kernel.png"), k_img)
-                gt = os.path.join(save_dir, f"{name}_kernel_GT.png")
-                if not os.path.exists(gt):
-                    write_image(gt, kernel_image(d.kernel[0]))
-            if tb_logger is not None:
-                tb_logger.add_image(f"val/{name}_SR", sr[0].cpu(), iteration)
-                tb_logger.add_image(f"val/{name}_kernel", k_img.transpose(2, 0, 1), iteration)
-        count += 1
+    with _without_autotuning():  # each image has its own size (first H100 run: 8 s for the first
+        for data in loader:      # validation, autotuning; 1 s for the next ones)
+            if count >= limit:
+                break
+            hr = data["hr"].to(device)
+            name = os.path.splitext(os.path.basename(data["path"][0]))[0]
+            d = deg(hr, generator=generator)
+            out = model.test(d.lr)
+            sr = out.sr.clamp(0, 1)
+            sums["psnr_y"] += calculate_psnr_batch(sr, hr, scale).item()
+            sums["ssim_y"] += calculate_ssim_batch(sr, hr, scale).item()
+            sums["kernel_psnr"] += kernel_psnr(out.kernel[0], d.kernel[0])
+            lr_re = quantize(blur_subsample(hr, out.kernel, scale))
+            sums["lr_psnr_y"] += calculate_psnr_batch(lr_re, d.lr_clean, 0).item()
+            if count < n_save:
+                k_img = kernel_image(out.kernel[0])
+                if save_dir:
+                    folder = os.path.join(save_dir, str(iteration))
+                    write_image(os.path.join(folder, f"{name}_SR.png"), tensor2img(sr))
+                    write_image(os.path.join(folder, f"{name}_kernel.png"), k_img)
+                    gt = os.path.join(save_dir, f"{name}_kernel_GT.png")
+                    if not os.path.exists(gt):
+                        write_image(gt, kernel_image(d.kernel[0]))
+                if tb_logger is not None:
+                    tb_logger.add_image(f"val/{name}_SR", sr[0].cpu(), iteration)
+                    tb_logger.add_image(f"val/{name}_kernel", k_img.transpose(2, 0, 1), iteration)
+            count += 1
     metrics = {k: v / max(count, 1) for k, v in sums.items()}
     if tb_logger is not None:
         for key, value in metrics.items():
