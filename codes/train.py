@@ -188,7 +188,7 @@ def _run(args, opt, stop, snapshot, t_launch):
         weights = os.path.join(os.path.dirname(os.path.dirname(state_path)), "models", state["weights"])
         exact = model.resume_training(state, weights)
         start_iter = state["iter"]
-        model.last_checkpoint = state_path
+        model.last_checkpoint = model.last_saved = state_path
         logger.info("resumed from %s (iteration %d)%s", state_path, start_iter,
                     "" if exact else "; different number of processes: random streams re-seeded")
         saved_batch = state.get("batch_size")
@@ -258,8 +258,7 @@ def _run(args, opt, stop, snapshot, t_launch):
             t_data = time.time()
     except KeyboardInterrupt:
         pbar.close()
-        logger.warning("interrupted at iteration %d; continue with --auto_resume (from %s)", current,
-                       model.last_checkpoint or "the start: no checkpoint yet")
+        logger.warning("interrupted at iteration %d; %s", current, model.resume_advice())
         raise SystemExit(130)
     pbar.close()
     if tb_logger is not None:

@@ -73,7 +73,7 @@ run 45 x4_bf16      --scale 4 --precision bf16 --parts train --repeats 20 --warm
 run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warmup 5
 run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --channels_last on --blur fft \
     --repeats 20 --warmup 3
-# 3. torch.compile (compile time counts in the warm-up only); last, so a slow compile cannot eat the rest
+# 3. more torch.compile (compile time counts in the warm-up only; the x4 reduce-overhead run is in 1)
 run 120 x2_fp16_compile_ro --scale 2 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
     --warmup 3
 run 120 x4_fp16_compile --scale 4 --precision fp16 --parts train --compile --repeats 20 --warmup 3

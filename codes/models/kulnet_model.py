@@ -109,7 +109,8 @@ class KULNetModel:
         self.max_nonfinite = train_opt["max_nonfinite"]
         self.nonfinite_in_row = 0
         self.nonfinite_total = 0
-        self.last_checkpoint = None
+        self.last_checkpoint = None  # the newest state saved outside a run of skipped steps
+        self.last_saved = None  # the newest state saved (what --auto_resume picks)
         self.log_dict = {}
 
     # ------------------------------------------------------------------ data
@@ -192,8 +193,17 @@ class KULNetModel:
                       f"--set path.resume_state={self.last_checkpoint} and the changed option)")
         else:
             resume = "no good checkpoint saved yet (start again with the changed option)"
-        return (f"train: {self.nonfinite_in_row} non-finite losses in a row (iteration {step}: "
-                f"{parts}); likely cause: {cause}; {resume}")
+        return (f"train: {self.nonfinite_in_row} skipped steps in a row (non-finite loss or gradients; "
+                f"iteration {step}: {parts}); likely cause: {cause}; {resume}")
+
+    def resume_advice(self):
+        """How to continue from :attr:`last_checkpoint`, for messages: ``--auto_resume`` picks the
+        newest state, which is another one when it was saved during a run of skipped steps."""
+        if self.last_checkpoint is None:
+            return "start again (no checkpoint saved yet)"
+        if self.last_checkpoint == self.last_saved:
+            return f"continue with --auto_resume (from {self.last_checkpoint})"
+        return f"continue with --set path.resume_state={self.last_checkpoint}"
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -302,8 +312,9 @@ class KULNetModel:
                 atomic_torch_save(state, path)
             except OSError as err:  # disk full, folder gone: the previous files are intact (atomic)
                 raise KULNetError(f"saving the checkpoint of iteration {iteration} failed ({err.strerror or err}); "
-                                  f"free space or fix {os.path.dirname(models_dir)} and resume with "
-                                  f"--auto_resume from {self.last_checkpoint or 'the start'}") from None
+                                  f"free space or fix {os.path.dirname(models_dir)}, then "
+                                  f"{self.resume_advice()}") from None
+            self.last_saved = path
             if self.nonfinite_in_row == 0:  # saved during a run of skipped steps: not called good
                 self.last_checkpoint = path
         if self.world_size > 1:

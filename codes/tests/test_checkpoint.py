@@ -219,3 +219,29 @@ def test_git_commit_of_the_checkout_and_outside_git(tmp_path, monkeypatch):
     assert git_info.git_commit() is None and code_version.__wrapped__() == PACKAGE_VERSION  # uncached
     monkeypatch.setenv("KULNET_CODE_VERSION", "14b2d70")  # the device's stale .git: the caller says
     assert git_info.git_commit(mark_dirty=True) == code_version.__wrapped__() == "14b2d70"
+
+
+def test_a_full_disk_during_a_save_is_an_oserror_and_leaves_the_old_file(tmp_path, repo_root):
+    """A file-size limit stands in for a full disk: the save must fail with an OSError (which
+    KULNetModel.save turns into one line with the resume point), not torch's "unexpected pos"
+    RuntimeError, and leave the previous file and no temporary file behind."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, resource, signal, sys, torch
+sys.path.insert(0, 'codes')
+from utils.atomic_save import atomic_torch_save
+path = {str(tmp_path / 'state.pth')!r}
+atomic_torch_save({{'old': torch.zeros(10)}}, path)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+try:
+    atomic_torch_save({{'new': torch.zeros(1_000_000)}}, path)
+except OSError as err:
+    print('OSError', err.errno)
+print(sorted(os.listdir(os.path.dirname(path))), torch.load(path)['old'].shape)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["OSError 27", "['state.pth'] torch.Size([10])"]  # EFBIG

@@ -45,6 +45,9 @@ def test_reduce_overhead_chosen_only_when_clearly_faster(tmp_path):
     iters, mode, _ = plan(runs, 4, 5.0, "auto")
     assert mode == "eager" and iters == int(SAFETY * 280 * 1000 / 80.0)
     assert plan(runs, 4, 5.0, "eager")[1] == "eager"
+    runs["x4_fp16_compile_ro"]["train"].update(ms=40.0, warmup_s=90.0)  # a short budget: compiling costs more
+    iters, mode, reason = plan(runs, 4, 1.5, "auto")
+    assert mode == "eager" and iters == int(SAFETY * 70 * 1000 / 80.0) and "costs more than it saves" in reason
     assert plan(runs, 4, 5.0, "reduce-overhead")[1] == "reduce-overhead"  # forced
 
 

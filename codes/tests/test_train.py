@@ -178,7 +178,7 @@ def test_nonfinite_loss_guard(tmp_path):
         model.feed_data({"hr": bad})
         model.optimize_parameters(step)
     model.feed_data({"hr": bad})
-    with pytest.raises(KULNetError, match=r"3 non-finite losses in a row .*learning rate too high.*"
+    with pytest.raises(KULNetError, match=r"3 skipped steps in a row \(non-finite loss or gradients; .*learning rate too high.*"
                                           r"last good checkpoint: experiments/w/training_state/1000\.state"):
         model.optimize_parameters(6)
 
@@ -435,7 +435,13 @@ def test_checkpoints_during_skipped_steps_are_not_called_good_and_save_errors_ar
     with pytest.raises(KULNetError) as err:
         model.save(3, 0, str(tmp_path / "full" / "models"), str(tmp_path / "states"))
     text = str(err.value)
-    assert "\n" not in text and "saving the checkpoint of iteration 3 failed" in text and good in text
+    assert "\n" not in text and "saving the checkpoint of iteration 3 failed" in text
+    assert f"--set path.resume_state={good}" in text  # --auto_resume would pick 2.state
+    assert model.resume_advice() == f"continue with --set path.resume_state={good}"
+    model.feed_data({"hr": torch.rand(2, 3, 32, 32)})
+    assert model.optimize_parameters(3)
+    newest = model.save(3, 0, str(tmp_path / "models"), str(tmp_path / "states"))
+    assert model.resume_advice() == f"continue with --auto_resume (from {newest})"
 
 
 def test_bad_start_fails_before_the_experiment_folder_is_touched(data_dir, tmp_path):

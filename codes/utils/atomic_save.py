@@ -1,4 +1,5 @@
 """Crash-safe writing of checkpoints: a crash during a save never leaves a broken file."""
+import io
 import os
 import tempfile
 
@@ -9,9 +10,13 @@ def atomic_torch_save(obj, path):
     """``torch.save(obj)`` to a temporary file in the same folder, fsync, then ``os.replace``.
 
     The folder is created if needed. On any failure the temporary file is removed and the previous
-    file at ``path`` (if any) is left untouched.
+    file at ``path`` (if any) is left untouched. The object is serialised in memory first: written
+    straight to the file, a full disk surfaces from torch.save as an obscure RuntimeError ("unexpected
+    pos"); written as bytes it is the OSError (ENOSPC, EFBIG) that callers report.
     """
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 def atomic_write_text(path, text):
