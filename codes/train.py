@@ -109,7 +109,7 @@ def build_train_loader(opt, rank, world, device):
     dataset = create_dataset({**train_opt, "phase": "train", "scale": opt["scale"]})
     per_rank = batch // world
     sampler = ContinuousEpochSampler(len(dataset), per_rank, opt["train"]["manual_seed"],
-                           train_opt["use_shuffle"], rank, world)
+                                     train_opt["use_shuffle"], rank, world)
     if sampler.batches_per_epoch() == 0:
         raise KULNetError(f"datasets.train.dataroot_GT: {len(dataset)} images are fewer than one "
                           f"batch of {batch}; add images or lower datasets.train.batch_size")
