@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks.timing import time_call  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
+from utils.device import cudnn_autotuning, resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -239,9 +239,7 @@ def bench_infer(args, device):
     net = _configure(define_G({"scale": args.scale}).to(device).eval(), args)
     run = _maybe_compile(net, args)
     results = []
-    autotune = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = args.infer_cudnn_benchmark  # off: as test.py / test_real.py
-    try:
+    with cudnn_autotuning(args.infer_cudnn_benchmark):  # off by default: as test.py / test_real.py
         for size in sorted(args.infer_sizes):
             lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size),
                             device=device)
@@ -250,8 +248,6 @@ def bench_infer(args, device):
                                    after_warmup=mem.restart)
             results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
                             "cudnn_benchmark": args.infer_cudnn_benchmark, **timing, **mem.fields()})
-    finally:
-        torch.backends.cudnn.benchmark = autotune
     return results
 
 

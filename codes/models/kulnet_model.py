@@ -47,8 +47,7 @@ def _gradients_finite(optimizer):
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not grads:
         return torch.ones(())
-    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
-    return torch.isfinite(torch.stack(norms).sum()).float()
+    return torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()).float()
 
 
 class KULNetModel:

@@ -5,29 +5,18 @@ Metrics per image, averaged: PSNR_Y / SSIM_Y of the SR result (``scale`` pixels 
 border), kernel PSNR (raw kernels), and LR PSNR_Y between the clean LR and the HR re-degraded with
 the estimated kernel.
 """
-import contextlib
 import os
 
 import torch
 from torch.utils.data import DataLoader
 
 from data.degradation import Degradation, blur_subsample, quantize
+from utils.device import cudnn_autotuning
 from utils.figures import kernel_image
 from utils.image_io import tensor2img, write_image
 from utils.metrics import calculate_psnr_batch, calculate_ssim_batch, kernel_psnr
 
 VAL_SEED = 20220101  # fixed: every validation sees the same noisy LR
-
-
-@contextlib.contextmanager
-def _without_autotuning():
-    """cuDNN autotuning (on in training) off for a block, as in test.py."""
-    autotune = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = autotune
 
 
 @torch.no_grad()
@@ -55,8 +44,8 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
     limit = val_opt.get("max_images") or len(dataset)
     sums = {"psnr_y": 0.0, "ssim_y": 0.0, "kernel_psnr": 0.0, "lr_psnr_y": 0.0}
     count = 0
-    with _without_autotuning():  # each image has its own size (first H100 run: 8 s for the first
-        for data in loader:      # validation, autotuning; 1 s for the next ones)
+    with cudnn_autotuning(False):  # each image has its own size (first H100 run: 8 s for the first
+        for data in loader:        # validation, autotuning; 1 s for the next ones)
             if count >= limit:
                 break
             hr = data["hr"].to(device)

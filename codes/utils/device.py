@@ -1,4 +1,6 @@
 """Choosing the device: CUDA when present, overridable, checked with a one-line error."""
+import contextlib
+
 import torch
 
 from utils.errors import KULNetError
@@ -31,3 +33,15 @@ def resolve_device(name="auto", local_rank=0):
     elif device.type != "cpu":
         raise KULNetError(f"device = {name!r}: use auto, cpu, cuda or cuda:N")
     return device
+
+
+@contextlib.contextmanager
+def cudnn_autotuning(enabled):
+    """Set ``torch.backends.cudnn.benchmark`` for a block and restore it after. Inference on images of
+    many sizes wants it off (one autotuning per new size), as test.py and test_real.py run."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous

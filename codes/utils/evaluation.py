@@ -22,8 +22,8 @@ SSIM is NaN for images smaller than its 11x11 window and NaN values are left out
 Summaries, tables and results files: :mod:`utils.results`.
 
 Public API:
-    ProtocolKernel, HRSet, build_kernels, build_hr_sets, skimage_loader, load_hr, load_model, make_forward,
-    bicubic_upsample, Evaluator
+    ProtocolKernel, HRSet, build_kernels, build_hr_sets, check_hr_sets, skimage_loader, load_hr_levels,
+    load_hr, load_model, make_forward, bicubic_upsample, Evaluator
 """
 import os
 import time
@@ -134,23 +134,29 @@ def build_hr_sets(datasets):
     return sets
 
 
-def load_hr(loader, scale, center_crop=None):
-    """Load one HR image, centre-crop it to at most ``center_crop`` pixels a side, mod-crop it.
+def load_hr_levels(loader, scale, center_crop=None):
+    """Load one HR image as its 8-bit levels, centre-cropped to at most ``center_crop`` pixels a side
+    and mod-cropped.
 
-    The image is rounded to 8-bit levels (a no-op for 8-bit files): the protocol scores on 8-bit
+    The image is rounded to 8-bit levels (exact for 8-bit files): the protocol scores on 8-bit
     images, so a 16-bit HR is degraded from the same 8-bit image it is scored against, as
     ``make_testset.py`` (which writes 8-bit HR files) does.
 
     Returns:
-        np.ndarray: float32 (H, W, 3) in [0, 1] on the 8-bit grid, H and W multiples of ``scale``.
+        np.ndarray: uint8 (H, W, 3), H and W multiples of ``scale``.
     """
-    img = np.round(np.asarray(loader(), dtype=np.float32) * np.float32(255)) / np.float32(255)
+    img = np.round(np.asarray(loader(), dtype=np.float32) * np.float32(255)).astype(np.uint8)
     if center_crop:
         h, w = img.shape[:2]
         ch, cw = min(h, center_crop), min(w, center_crop)
         y, x = (h - ch) // 2, (w - cw) // 2
         img = img[y:y + ch, x:x + cw]
     return np.ascontiguousarray(mod_crop(img, scale))
+
+
+def load_hr(loader, scale, center_crop=None):
+    """:func:`load_hr_levels` as float32 (H, W, 3) in [0, 1] (on the 8-bit grid)."""
+    return load_hr_levels(loader, scale, center_crop).astype(np.float32) / np.float32(255)
 
 
 def check_hr_sets(hr_sets, scale, crop_border):
@@ -162,7 +168,7 @@ def check_hr_sets(hr_sets, scale, crop_border):
     """
     for hs in hr_sets:
         for name, loader in hs.items:
-            _check_size(f"{hs.name}/{name}", load_hr(loader, scale, hs.center_crop), scale, crop_border)
+            _check_size(f"{hs.name}/{name}", load_hr_levels(loader, scale, hs.center_crop), scale, crop_border)
 
 
 def _check_size(label, hr_np, scale, crop_border):
@@ -328,16 +334,16 @@ class Evaluator:
         """
         rows = []
         for hs in hr_sets:
-            images = []  # each image decoded once per dataset, kept as its exact 8-bit levels
+            images = []  # each image decoded once per dataset, kept as its 8-bit levels
             for name, loader in hs.items:
-                hr_np = load_hr(loader, self.scale, hs.center_crop)
-                _check_size(f"{hs.name}/{name}", hr_np, self.scale, self.crop)
-                images.append((name, np.round(hr_np * np.float32(255)).astype(np.uint8)))
+                levels = load_hr_levels(loader, self.scale, hs.center_crop)
+                _check_size(f"{hs.name}/{name}", levels, self.scale, self.crop)
+                images.append((name, levels))
             for noise in noise_levels:
                 for tk in kernels:
                     generator = torch.Generator(device=self.device).manual_seed(self.seed)
                     for name, hr_u8 in images:
-                        hr_np = hr_u8.astype(np.float32) / np.float32(255)  # == load_hr's values, bit for bit
+                        hr_np = hr_u8.astype(np.float32) / np.float32(255)  # what load_hr returns
                         hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(self.device)
                         m, sr, k_est = self.evaluate_image(hr, tk, noise, generator)
                         row = {"dataset": hs.name, "image": name, "noise": float(noise), "kernel": tk.index,
