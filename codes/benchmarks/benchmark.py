@@ -30,7 +30,7 @@ Usage (from the repository root):
         [--infer_sizes 128,256] [--infer_precision fp32] [--infer_cudnn_benchmark] [--repeats 10] [--warmup 3]
         [--channels_last auto|on|off] [--blur auto|direct|fft] [--memory_options on|off] [--plain]
         [--compile [MODE]] [--threads N]
-        [--step wrapper|composed] [--keep_freed_memory] [--json PATH]
+        [--step wrapper|composed] [--keep_freed_memory] [--json PATH] [--profile PATH]
 
 CPU notes: on a machine whose cores are busy with other jobs, OpenMP threads that spin while waiting
 make small ops up to 40x slower; use ``--threads 1`` or start with ``OMP_WAIT_POLICY=PASSIVE``.
@@ -172,8 +172,8 @@ def _composed_step(args, device):
     return step
 
 
-def bench_train(args, device):
-    """Full training step; returns the result dict."""
+def bench_train(args, device, to_profile=None):
+    """Full training step; returns the result dict (and appends the step to ``to_profile``)."""
     impl = args.step
     if impl == "wrapper":
         model = _wrapper_model(args, device)
@@ -189,29 +189,67 @@ def bench_train(args, device):
         step = _composed_step(args, device)
     with _Memory(device) as mem:
         timing = time_call(step, device, args.repeats, args.warmup, after_warmup=mem.restart)
-    if args.profile:
-        _profile(step, device, args.profile)
+    if to_profile is not None:
+        to_profile.append(("train", f"x{args.scale} training step, batch {args.batch}, GT {args.gt_size}, "
+                           f"{args.precision}", step, contextlib.nullcontext, timing["ms"]))
     res = {"step_impl": impl, "batch": args.batch, "gt_size": args.gt_size,
            "lr_size": args.gt_size // args.scale, "precision": args.precision, **timing, **mem.fields()}
     res["it_per_s"] = round(1e3 / timing["ms"], 3)
     return res
 
 
-def _profile(step, device, path, steps=3):
-    """Write torch.profiler's op table (sorted by device time, else CPU time) for a few steps."""
+PROFILE_CALLS = 3
+
+
+def profile_path(path, part):
+    """Where ``--profile PATH`` writes the table of ``part``: PATH for train, PATH_infer.txt etc."""
+    if part == "train":
+        return path
+    root, ext = os.path.splitext(path)
+    return f"{root}_{part}{ext or '.txt'}"
+
+
+def device_busy(averages, calls):
+    """Device time and device events per call from ``prof.key_averages()``.
+
+    Sums the device's own events (kernels, memcpy/memset; not user annotations), as the profiler
+    table's "Self CUDA time total" does; the CPU operators' device times would count them twice.
+
+    Returns:
+        tuple: (busy ms per call, device events per call).
+    """
+    events = [e for e in averages if str(e.device_type).endswith("CUDA")
+              and not getattr(e, "is_user_annotation", False)]
+    busy_us = sum(e.self_device_time_total for e in events)
+    return busy_us / 1e3 / calls, sum(e.count for e in events) / calls
+
+
+def write_profile(label, fn, context, unprofiled_ms, device, path, calls=PROFILE_CALLS):
+    """Write torch.profiler's op tables for ``calls`` calls of ``fn`` (sorted by device time on CUDA,
+    else CPU time), headed by the device-busy time per call beside the unprofiled wall time: where the
+    busy time is well below the wall time, the host's dispatch and launches bound the call."""
     from torch.profiler import ProfilerActivity, profile
 
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts, record_shapes=True) as prof:
-        for _ in range(steps):
-            step()
-        if device.type == "cuda":
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with context(), profile(activities=acts, record_shapes=True) as prof:
+        for _ in range(calls):
+            fn()
+        if cuda:
             torch.cuda.synchronize(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    averages = prof.key_averages()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    head = [f"{label}: {calls} calls under torch.profiler",
+            f"unprofiled wall time (the benchmark's median): {unprofiled_ms:.2f} ms per call"]
+    if cuda:
+        busy_ms, launches = device_busy(averages, calls)
+        head.append(f"device busy (sum of kernel times): {busy_ms:.2f} ms per call "
+                    f"({100 * busy_ms / max(unprofiled_ms, 1e-9):.0f}% of the wall time)")
+        head.append(f"device kernels and copies: {launches:.0f} per call")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        f.write(f"{steps} training steps\n")
-        f.write(prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=60))
+        f.write("\n".join(head) + "\n\n")
+        f.write(averages.table(sort_by=key, row_limit=40, max_name_column_width=60))
         f.write("\n\nby input shape\n")
         f.write(prof.key_averages(group_by_input_shape=True).table(
             sort_by=key, row_limit=40, max_name_column_width=40, max_shapes_column_width=90))
@@ -231,8 +269,9 @@ def bench_degrade(args, device):
     return {"batch": args.batch, "gt_size": args.gt_size, **timing, **mem.fields()}
 
 
-def bench_infer(args, device):
-    """Eval-mode forward at each LR size (batch 1); list of result dicts."""
+def bench_infer(args, device, to_profile=None):
+    """Eval-mode forward at each LR size (batch 1); list of result dicts (and appends the forward at
+    the largest size to ``to_profile``)."""
     from models.networks import define_G
 
     torch.manual_seed(0)
@@ -248,6 +287,15 @@ def bench_infer(args, device):
                                    after_warmup=mem.restart)
             results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
                             "cudnn_benchmark": args.infer_cudnn_benchmark, **timing, **mem.fields()})
+    if to_profile is not None:
+        @contextlib.contextmanager
+        def infer_context():
+            with cudnn_autotuning(args.infer_cudnn_benchmark), torch.inference_mode(), \
+                    _autocast(device, args.infer_precision):
+                yield
+
+        to_profile.append(("infer", f"x{args.scale} inference, LR {size}x{size}, {args.infer_precision}",
+                           lambda: run(lr), infer_context, timing["ms"]))
     return results
 
 
@@ -364,7 +412,10 @@ def _parse_args(argv):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),
                     help="training step from models.kulnet_model (default) or composed here")
-    ap.add_argument("--profile", default=None, help="also write a torch.profiler table of 3 train steps here")
+    ap.add_argument("--profile", default=None,
+                    help="also write torch.profiler tables of 3 calls, after the figures and the JSON: "
+                         "the train step to this path, the inference at the largest --infer_sizes to "
+                         "PATH_infer.txt")
     ap.add_argument("--keep_freed_memory", action="store_true",
                     help="glibc: reuse large freed blocks instead of new mmaps (CPU speed, more RSS)")
     ap.add_argument("--json", default=None, help="write all figures to this JSON file")
@@ -409,15 +460,16 @@ def main(argv=None):
               "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "load_avg": load, "args": vars(args), "results": {}}
     results = report["results"]
+    to_profile = [] if args.profile else None
     # smallest first: the CPU peak RSS only grows
     if "flops" in args.parts:
         results["flops"] = bench_flops(args, device)
     if "infer" in args.parts:
-        results["infer"] = bench_infer(args, device)
+        results["infer"] = bench_infer(args, device, to_profile)
     if "degrade" in args.parts:
         results["degrade"] = bench_degrade(args, device)
     if "train" in args.parts:
-        results["train"] = bench_train(args, device)
+        results["train"] = bench_train(args, device, to_profile)
         if "flops" in results:
             gflop = results["flops"]["train_size"]["step_gflop"]
             results["train"]["tflops"] = round(gflop / results["train"]["ms"], 4)  # GFLOP/ms = TFLOP/s
@@ -428,6 +480,9 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2, default=str)
         print(f"wrote {args.json}")
+    # after the JSON, so that a run stopped by its time limit while profiling keeps its figures
+    for part, label, fn, context, ms in to_profile or []:
+        write_profile(label, fn, context, ms, device, profile_path(args.profile, part))
     return report
 
 

@@ -4,7 +4,7 @@
 # Budget: about 7-8 minutes on an H100 (DEADLINE=540 for all of it): every run has its own
 # timeout, runs are skipped after DEADLINE seconds (default 400), and each run writes its JSON at
 # once, so partial results come back.
-# QUICK=1: only the x4 part of the issue table (fp16 step, inference, degradation, FLOPs) and the x4
+# QUICK=1: only the x4 part of the issue table (fp16 step, inference, degradation, FLOPs, profiles) and the x4
 # step compiled with CUDA graphs (reduce-overhead), about 4 minutes; device_train.sh runs it first
 # with BENCH=1.
 # SKIP_TABLE=1: only the rest (the options, bf16, torch.compile), for a later call.
@@ -46,25 +46,26 @@ run() {  # run <seconds> <name> <args...>
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# 1. the issue table (defaults: direct blur, channels-last on the GPU), then the plain path (every
-#    speed/memory option off) to see what the options are worth, then profiles of a few steps.
-#    (First device session, H100: the x4 run with FLOPs and a profile needed more than 80 s, mostly
-#    Python start-up, the FLOP count on the CPU and cuDNN's autotuning; hence the split.)
+# 1. the issue table with profiles (defaults: direct blur, channels-last on the GPU), then the plain
+#    path (every speed/memory option off) to see what the options are worth.
+#    (First device session, H100: the x4 run with FLOPs and a profile ran past 80 s, mostly Python
+#    start-up, the FLOP count on the CPU and cuDNN's autotuning, and lost its figures; the profiles
+#    now come after the JSON.)
 if [ -z "${SKIP_TABLE:-}" ]; then
-run 130 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3
+# --profile: torch.profiler tables of 3 steps and of 3 forwards at LR 256 (device busy vs wall time),
+# written after the JSON, so a timeout while profiling keeps the figures
+run 150 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3 \
+    --profile "$OUT/x4_fp16_profile.txt"
 # CUDA graphs through torch.compile against the host launch overhead (the x2 profile: GPU busy 33 of
 # 76 ms); device_train.sh COMPILE=auto trains with it when this run is 15% faster
 run 150 x4_fp16_compile_ro --scale 4 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
     --warmup 3
 if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
-run 70 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3
+run 80 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3 \
+    --profile "$OUT/x2_fp16_profile.txt"
 # the memory options add 9% operators to a step (benchmarks/op_count.py) and the step is host-bound
 run 60 x4_fp16_nomem --scale 4 --precision fp16 --parts train --memory_options off --repeats 10 --warmup 3
 run 100 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 10 --warmup 3
-run 70 x4_fp16_profile --scale 4 --precision fp16 --parts train --repeats 2 --warmup 2 \
-    --profile "$OUT/x4_fp16_profile.txt"
-run 60 x2_fp16_profile --scale 2 --precision fp16 --parts train --repeats 2 --warmup 2 \
-    --profile "$OUT/x2_fp16_profile.txt"
 fi
 # 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
 run 60 x4_fp16_nchw --scale 4 --precision fp16 --parts infer,train --channels_last off --repeats 10 --warmup 3

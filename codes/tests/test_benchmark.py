@@ -283,10 +283,15 @@ def test_benchmark_smoke(tmp_path, repo_root):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, os.path.join(repo_root, "codes", "benchmarks", "benchmark.py"), "--device", "cpu",
            "--scale", "2", "--batch", "2", "--gt_size", "32", "--infer_sizes", "16", "--repeats", "1",
-           "--warmup", "0", "--threads", "1", "--json", str(out)]
+           "--warmup", "0", "--threads", "1", "--json", str(out), "--profile", str(tmp_path / "prof.txt")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=repo_root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "train step" in proc.stdout and "inference LR 16x16" in proc.stdout
+    train_prof, infer_prof = (tmp_path / "prof.txt").read_text(), (tmp_path / "prof_infer.txt").read_text()
+    assert train_prof.startswith("x2 training step, batch 2, GT 32, fp32: 3 calls under torch.profiler")
+    assert infer_prof.startswith("x2 inference, LR 16x16, fp32: 3 calls under torch.profiler")
+    assert "convolution_backward" in train_prof and "convolution_backward" not in infer_prof
+    assert "convolution" in infer_prof
     report = json.loads(out.read_text())
     for key in ("device", "device_name", "torch", "threads", "args", "results"):
         assert key in report
@@ -305,6 +310,39 @@ def test_benchmark_smoke(tmp_path, repo_root):
     positive(res["flops"]["train_size"], ("forward_gflop", "step_gflop"))
     assert res["flops"]["train_size"]["step_gflop"] > res["flops"]["train_size"]["forward_gflop"]
     positive(res["flops"]["issue_reference"], ("forward_gflop",))
+
+
+def test_profile_device_busy_counts_device_events_once():
+    """The busy time sums the kernels and copies only: the CPU operators that launched them carry the
+    same device time, and user annotations are not device work."""
+    from types import SimpleNamespace
+
+    from benchmarks.benchmark import device_busy
+
+    def event(kind, us, count, annotation=False):
+        return SimpleNamespace(device_type=f"DeviceType.{kind}", self_device_time_total=us, count=count,
+                               is_user_annotation=annotation)
+
+    averages = [event("CPU", 900.0, 6),  # aten::convolution: its kernels' time again
+                event("CUDA", 600.0, 6), event("CUDA", 300.0, 3),
+                event("CUDA", 5000.0, 3, annotation=True)]
+    busy_ms, launches = device_busy(averages, calls=3)
+    assert busy_ms == pytest.approx(0.3) and launches == 3
+
+
+def test_profile_runs_after_the_json_is_written(tmp_path, monkeypatch):
+    """A run stopped by its time limit while profiling keeps its figures."""
+    import benchmarks.benchmark as bench
+
+    def stop(*args, **kwargs):
+        raise TimeoutError("the device script's timeout")
+
+    monkeypatch.setattr(bench, "write_profile", stop)
+    out = tmp_path / "bench.json"
+    with pytest.raises(TimeoutError):
+        bench.main(["--device", "cpu", "--parts", "infer", "--infer_sizes", "8", "--repeats", "1",
+                    "--warmup", "0", "--json", str(out), "--profile", str(tmp_path / "p.txt")])
+    assert json.loads(out.read_text())["results"]["infer"][0]["lr_size"] == 8
 
 
 def test_benchmark_plain_switch_turns_every_option_off():
