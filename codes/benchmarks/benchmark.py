@@ -277,23 +277,22 @@ def bench_infer(args, device, to_profile=None):
     torch.manual_seed(0)
     net = _configure(define_G({"scale": args.scale}).to(device).eval(), args)
     run = _maybe_compile(net, args)
-    results = []
-    with cudnn_autotuning(args.infer_cudnn_benchmark):  # off by default: as test.py / test_real.py
-        for size in sorted(args.infer_sizes):
-            lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size),
-                            device=device)
-            with torch.inference_mode(), _autocast(device, args.infer_precision), _Memory(device) as mem:
-                timing = time_call(lambda: run(lr), device, args.repeats, min(args.warmup, 2),
-                                   after_warmup=mem.restart)
-            results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
-                            "cudnn_benchmark": args.infer_cudnn_benchmark, **timing, **mem.fields()})
-    if to_profile is not None:
-        @contextlib.contextmanager
-        def infer_context():
-            with cudnn_autotuning(args.infer_cudnn_benchmark), torch.inference_mode(), \
-                    _autocast(device, args.infer_precision):
-                yield
 
+    @contextlib.contextmanager
+    def infer_context():  # cuDNN autotuning off by default: as test.py / test_real.py
+        with cudnn_autotuning(args.infer_cudnn_benchmark), torch.inference_mode(), \
+                _autocast(device, args.infer_precision):
+            yield
+
+    results = []
+    for size in sorted(args.infer_sizes):
+        lr = torch.rand(1, 3, size, size, generator=torch.Generator(device).manual_seed(size), device=device)
+        with infer_context(), _Memory(device) as mem:
+            timing = time_call(lambda: run(lr), device, args.repeats, min(args.warmup, 2),
+                               after_warmup=mem.restart)
+        results.append({"lr_size": size, "hr_size": size * args.scale, "precision": args.infer_precision,
+                        "cudnn_benchmark": args.infer_cudnn_benchmark, **timing, **mem.fields()})
+    if to_profile is not None:
         to_profile.append(("infer", f"x{args.scale} inference, LR {size}x{size}, {args.infer_precision}",
                            lambda: run(lr), infer_context, timing["ms"]))
     return results
