@@ -36,7 +36,7 @@ from data.degradation import Degradation
 from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to_radians_authors, paper_kernels
 from models.modules.operators import bicubic_up
 from utils.errors import KULNetError
-from utils.image_io import list_images, mod_crop, read_image, tensor2img, write_image
+from utils.image_io import list_images, mod_crop, raw_to_float, read_image, tensor2img, write_image
 from utils.metrics import calculate_psnr, calculate_ssim, kernel_psnr
 from utils.results import BASELINE_METRICS, KEY_COLUMNS, KULNET_METRICS, format_number
 
@@ -156,7 +156,7 @@ def load_hr_levels(loader, scale, center_crop=None):
 
 def load_hr(loader, scale, center_crop=None):
     """:func:`load_hr_levels` as float32 (H, W, 3) in [0, 1] (on the 8-bit grid)."""
-    return load_hr_levels(loader, scale, center_crop).astype(np.float32) / np.float32(255)
+    return raw_to_float(load_hr_levels(loader, scale, center_crop))
 
 
 def check_hr_sets(hr_sets, scale, crop_border):
@@ -343,7 +343,7 @@ class Evaluator:
                 for tk in kernels:
                     generator = torch.Generator(device=self.device).manual_seed(self.seed)
                     for name, hr_u8 in images:
-                        hr_np = hr_u8.astype(np.float32) / np.float32(255)  # what load_hr returns
+                        hr_np = raw_to_float(hr_u8)  # what load_hr returns
                         hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(self.device)
                         m, sr, k_est = self.evaluate_image(hr, tk, noise, generator)
                         row = {"dataset": hs.name, "image": name, "noise": float(noise), "kernel": tk.index,
