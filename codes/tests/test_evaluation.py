@@ -226,7 +226,7 @@ def test_test_py_missing_checkpoint_is_one_line_exit_2(tmp_path):
 
 
 def test_test_py_default_run_without_checkpoint_explains_how_to_get_one():
-    """For a scale whose shipped file is missing (x4 ships first; x2/x3 follow), one line says how."""
+    """For a scale whose shipped file is missing (x4 and x2 ship; x3 follows), one line says how."""
     missing = [s for s in (2, 3, 4) if not os.path.exists(os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{s}.pth"))]
     if not missing:
         pytest.skip("every scale's checkpoint ships; the default runs would evaluate them")
@@ -259,14 +259,17 @@ def test_apply_scale_moves_the_shipped_defaults_only():
 
 
 def test_scripts_scale_option_picks_the_shipped_checkpoint(tmp_path):
-    """--scale 2 with the x4 option files asks for pretrained/KULNet_x2.pth (absent here: one line)."""
-    if os.path.exists(os.path.join(REPO_ROOT, "pretrained", "KULNet_x2.pth")):
-        pytest.skip("an x2 checkpoint is installed; the run would evaluate it")
+    """--scale S with the x4 option files asks for pretrained/KULNet_xS.pth (S: a scale that does not
+    ship yet, so the one line says so)."""
+    missing = [s for s in (2, 3) if not os.path.exists(os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{s}.pth"))]
+    if not missing:
+        pytest.skip("every scale's checkpoint ships; the runs would evaluate them")
+    s = missing[0]
     for script, opt in (("test.py", "options/test/test.yml"), ("test_real.py", "options/test/test_real.yml")):
-        res = run_script(script, "-opt", opt, "--scale", "2")
+        res = run_script(script, "-opt", opt, "--scale", str(s))
         assert res.returncode == 2 and "Traceback" not in res.stderr, (script, res.stderr)
         (line,) = res.stderr.strip().splitlines()
-        assert line.startswith("error: pretrained/KULNet_x2.pth"), (script, line)
+        assert line.startswith(f"error: pretrained/KULNet_x{s}.pth"), (script, line)
 
 
 def test_test_py_scale_option_on_a_checkpoint_of_that_scale(tmp_path):
