@@ -225,15 +225,20 @@ def test_test_py_missing_checkpoint_is_one_line_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.pth: checkpoint not found" in lines[0]
 
 
+def first_scale_not_shipped():
+    """The first of x2, x3, x4 whose pretrained/KULNet_x<s>.pth is absent (skips the test if none)."""
+    for s in (2, 3, 4):
+        if not os.path.exists(os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{s}.pth")):
+            return s
+    pytest.skip("every scale's checkpoint ships; the runs would evaluate them")
+
+
 def test_test_py_default_run_without_checkpoint_explains_how_to_get_one():
     """For a scale whose shipped file is missing (x4 and x2 ship; x3 follows), one line says how."""
-    missing = [s for s in (2, 3, 4) if not os.path.exists(os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{s}.pth"))]
-    if not missing:
-        pytest.skip("every scale's checkpoint ships; the default runs would evaluate them")
-    res = run_script("test.py", "--scale", str(missing[0]))
+    s = first_scale_not_shipped()
+    res = run_script("test.py", "--scale", str(s))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     (line,) = res.stderr.strip().splitlines()
-    s = missing[0]
     assert line.startswith(f"error: pretrained/KULNet_x{s}.pth: no trained x{s} checkpoint ships yet")
     assert "codes/train.py" in line and "--checkpoint" in line
 
@@ -261,10 +266,7 @@ def test_apply_scale_moves_the_shipped_defaults_only():
 def test_scripts_scale_option_picks_the_shipped_checkpoint(tmp_path):
     """--scale S with the x4 option files asks for pretrained/KULNet_xS.pth (S: a scale that does not
     ship yet, so the one line says so)."""
-    missing = [s for s in (2, 3) if not os.path.exists(os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{s}.pth"))]
-    if not missing:
-        pytest.skip("every scale's checkpoint ships; the runs would evaluate them")
-    s = missing[0]
+    s = first_scale_not_shipped()
     for script, opt in (("test.py", "options/test/test.yml"), ("test_real.py", "options/test/test_real.yml")):
         res = run_script(script, "-opt", opt, "--scale", str(s))
         assert res.returncode == 2 and "Traceback" not in res.stderr, (script, res.stderr)
