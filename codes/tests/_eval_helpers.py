@@ -1,5 +1,6 @@
 """Helpers shared by the evaluation tests: tiny checkpoints, images, option files, script runs."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -45,7 +46,17 @@ def write_yaml(path, data):
     return str(path)
 
 
-def run_script(script, *args, timeout=300):
-    """Run ``python codes/<script> args`` from the repository root; returns CompletedProcess."""
-    cmd = [sys.executable, os.path.join(CODES_DIR, script), *map(str, args)]
-    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+def run_script(script, *args, timeout=300, root=REPO_ROOT):
+    """Run ``python codes/<script> args`` from the repository ``root``; returns CompletedProcess."""
+    cmd = [sys.executable, os.path.join(root, "codes", script), *map(str, args)]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+def checkout_without_pretrained(tmp_path):
+    """A copy of ``codes/`` and ``options/`` under ``tmp_path``: a checkout whose ``pretrained/``
+    folder is missing (scripts run there resolve relative paths against the copy). Returns its root."""
+    root = os.path.join(str(tmp_path), "checkout")
+    skip = shutil.ignore_patterns("__pycache__", "tests")
+    for folder in ("codes", "options"):
+        shutil.copytree(os.path.join(REPO_ROOT, folder), os.path.join(root, folder), ignore=skip)
+    return root

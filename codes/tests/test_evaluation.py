@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _eval_helpers import REPO_ROOT, run_script, smooth_image, write_tiny_checkpoint, write_yaml
+from _eval_helpers import REPO_ROOT, checkout_without_pretrained, run_script, smooth_image, write_tiny_checkpoint, write_yaml
 from data.degradation import blur_subsample, quantize
 from data.kernels import anisotropic_gaussian_kernels, paper_kernels
 from models.modules.kulnet import KULNetOutput
@@ -225,22 +225,15 @@ def test_test_py_missing_checkpoint_is_one_line_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.pth: checkpoint not found" in lines[0]
 
 
-def first_scale_not_shipped():
-    """The first of x2, x3, x4 whose pretrained/KULNet_x<s>.pth is absent (skips the test if none)."""
+def test_test_py_default_run_without_checkpoint_explains_how_to_get_one(tmp_path):
+    """In a checkout without pretrained/, the one line for each scale says how to get the file."""
+    root = checkout_without_pretrained(tmp_path)
     for s in (2, 3, 4):
-        if not os.path.exists(os.path.join(REPO_ROOT, "pretrained", f"KULNet_x{s}.pth")):
-            return s
-    pytest.skip("every scale's checkpoint ships; the runs would evaluate them")
-
-
-def test_test_py_default_run_without_checkpoint_explains_how_to_get_one():
-    """For a scale whose shipped file is missing (x4 and x2 ship; x3 follows), one line says how."""
-    s = first_scale_not_shipped()
-    res = run_script("test.py", "--scale", str(s))
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    (line,) = res.stderr.strip().splitlines()
-    assert line.startswith(f"error: pretrained/KULNet_x{s}.pth: no trained x{s} checkpoint ships yet")
-    assert "codes/train.py" in line and "--checkpoint" in line
+        res = run_script("test.py", "--scale", str(s), root=root)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: pretrained/KULNet_x{s}.pth: not in this checkout")
+        assert "git checkout -- pretrained" in line and "codes/train.py" in line and "--checkpoint" in line
 
 
 def test_apply_scale_moves_the_shipped_defaults_only():
@@ -264,11 +257,11 @@ def test_apply_scale_moves_the_shipped_defaults_only():
 
 
 def test_scripts_scale_option_picks_the_shipped_checkpoint(tmp_path):
-    """--scale S with the x4 option files asks for pretrained/KULNet_xS.pth (S: a scale that does not
-    ship yet, so the one line says so)."""
-    s = first_scale_not_shipped()
+    """--scale S with the x4 option files asks for pretrained/KULNet_xS.pth (in a checkout without
+    pretrained/, so the one line names the file it looked for)."""
+    root, s = checkout_without_pretrained(tmp_path), 3
     for script, opt in (("test.py", "options/test/test.yml"), ("test_real.py", "options/test/test_real.yml")):
-        res = run_script(script, "-opt", opt, "--scale", str(s))
+        res = run_script(script, "-opt", opt, "--scale", str(s), root=root)
         assert res.returncode == 2 and "Traceback" not in res.stderr, (script, res.stderr)
         (line,) = res.stderr.strip().splitlines()
         assert line.startswith(f"error: pretrained/KULNet_x{s}.pth"), (script, line)

@@ -233,7 +233,8 @@ def checkpoint_hint(path):
     if scale is not None:
         shipped = f"pretrained/KULNet_x{scale}.pth"
         train = TRAIN_OPTIONS.get(scale, f"options/train/train_x4.yml --set scale={scale}")
-        return (f"{shipped}: no trained x{scale} checkpoint ships yet (see pretrained/MANIFEST.md); train one with "
+        return (f"{shipped}: not in this checkout (pretrained/MANIFEST.md lists the models we ship; "
+                f"'git checkout -- pretrained' restores them); train one with "
                 f"'python codes/train.py -opt {train}' and copy "
                 f"experiments/<name>/models/latest_G.pth to {shipped}, or pass --checkpoint PATH "
                 f"(the authors' latest_G.pth loads too)")
