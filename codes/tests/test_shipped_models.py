@@ -2,6 +2,7 @@
 the output it gave when it was shipped (a regression anchor for the weights and the inference path)."""
 import json
 import os
+import subprocess
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from utils.metrics import calculate_psnr, kernel_psnr
 from utils.results import sha256_file
 
 PRETRAINED = os.path.join(REPO_ROOT, "pretrained")
+DEVICE_CARRY_LIMIT = 64 * 2 ** 20  # bytes a device call carries: the working tree plus the carried paths
 
 # Set5 img_003, top-left crop of 128 // scale * scale pixels (128 at x2/x4, 126 at x3), the protocol's
 # first kernel for the scale (2.0, 0.5, 0 deg at every scale), noise 0, the shipped model in float32 on
@@ -75,3 +77,18 @@ def test_shipped_model_reproduces_its_reference_output(shared_datasets, scale):
     assert psnr == pytest.approx(psnr_y, abs=0.02)
     assert k_psnr == pytest.approx(kernel_psnr_db, abs=0.05)
 
+
+def _folder_bytes(folder):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
+
+
+def test_tracked_tree_and_training_data_fit_one_device_call(shared_datasets):
+    """Issue 7: with every model committed, the tracked files plus the data a training call carries
+    (the 257 training photos, Set5 and Set14) stay under the device's 64 MiB."""
+    listing = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    paths = [p for p in listing.decode().split("\0") if os.path.isfile(os.path.join(REPO_ROOT, p))]
+    assert {f"pretrained/KULNet_x{s}.pth" for s in (2, 3, 4)} <= set(paths)
+    tracked = sum(os.path.getsize(os.path.join(REPO_ROOT, p)) for p in paths)
+    data = sum(_folder_bytes(os.path.join(shared_datasets, n)) for n in ("train", "Set5", "Set14"))
+    print(f"tracked {tracked / 1e6:.2f} MB + data {data / 1e6:.2f} MB of {DEVICE_CARRY_LIMIT / 1e6:.2f} MB")
+    assert tracked + data < DEVICE_CARRY_LIMIT
