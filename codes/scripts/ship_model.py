@@ -15,7 +15,10 @@
 
 ``--continues --start FILE``: the training started from FILE, the file shipped at ``--out`` or the
 float32 weights it was made from (checked by sha256); the entry keeps its earlier sessions and the
-totals add up. ``--check [--start FILE]`` (no TRAINED): check all of this before training and print
+totals add up. ``--via CHECKPOINT SECONDS DEVICE_NAME OPTIONS`` (repeatable, in training order): the
+float32 weights an earlier call wrote, which the next call (the last one: TRAINED) continued from;
+each becomes a session of its own, so one shipping records several calls (the first of them started
+from ``--start``). ``--check [--start FILE]`` (no TRAINED): check all of this before training and print
 ``continue`` or ``fresh`` (``device_train.sh`` does, so that a mistake costs no device time).
 """
 import argparse
@@ -65,6 +68,10 @@ def parse_args(argv=None):
                    help="the training started from --start, the shipped file or its float32 original: "
                    "add to its history")
     p.add_argument("--start", help="the weights the training started from (checked against the manifest)")
+    p.add_argument("--via", nargs=4, action="append", default=[],
+                   metavar=("CHECKPOINT", "SECONDS", "DEVICE_NAME", "OPTIONS"),
+                   help="an earlier call's float32 weights that TRAINED's call continued from (repeat in "
+                   "training order): recorded as a session of its own")
     p.add_argument("--check", action="store_true",
                    help="only check the inputs, the manifest, the README and --start; print continue/fresh")
     p.add_argument("--max_delta_db", type=float, default=0.01,
@@ -142,6 +149,27 @@ def continuation(start, entry, name):
                       f"to continue from the shipped file, or ship the training it came from first")
 
 
+def make_session(path, meta, seconds, device_name, options):
+    """The manifest's record of one training call that wrote ``path`` (``meta``: its metadata)."""
+    return {"date": datetime.date.today().isoformat(), "iterations": int(meta.get("iteration") or 0),
+            "device_seconds": round(seconds, 1), "device_name": device_name, "train_options": options,
+            "code_version": meta.get("code_version"), "trained_sha256": sha256_file(path)}
+
+
+def via_session(scale, path, seconds, device_name, options):
+    """:func:`make_session` for ``--via``: ``path`` must be a train.py checkpoint of ``scale``."""
+    if not os.path.isfile(path):
+        raise KULNetError(f"--via {path}: no such file")
+    try:
+        seconds = float(seconds)
+    except ValueError:
+        raise KULNetError(f"--via {path} {seconds}: the seconds must be a number") from None
+    fmt, _, meta = read_checkpoint(path)
+    if fmt != "kulnet" or meta.get("scale") != scale:
+        raise KULNetError(f"--via {path}: not a x{scale} checkpoint written by train.py")
+    return make_session(path, meta, seconds, device_name, options)
+
+
 def check_readme(path):
     """str | None: the README's text (None without a README); raises without the markers."""
     if not path:
@@ -170,6 +198,23 @@ def render_results_table(manifest):
     return "\n".join(lines)
 
 
+def _options(session):
+    return session["train_options"]
+
+
+def _device_time(session):
+    return f"{session['device_seconds'] / 60:.1f} min on {session['device_name']}"
+
+
+def _per_session(entry, describe):
+    """One session: its description; several: numbered, each with its date and iterations."""
+    sessions = entry["sessions"]
+    if len(sessions) == 1:
+        return describe(sessions[0])
+    return "; ".join(f"({i}) {s['date']}, {s['iterations']:,} it.: {describe(s)}"
+                     for i, s in enumerate(sessions, 1))
+
+
 def render_manifest_md(manifest):
     lines = ["# Pretrained KULNet models", "",
              "Trained by us (issue 7) with `codes/scripts/device_train.sh` and shipped with "
@@ -184,8 +229,8 @@ def render_manifest_md(manifest):
     for name, e in sorted(manifest["files"].items()):
         check = e["float16_check"]
         lines.append(f"| `{name}` | {e['scale']} | `{e['sha256']}` | {e['iterations']:,} in "
-                     f"{len(e['sessions'])} session(s) | {e['data']} | {e['sessions'][-1]['train_options']} | "
-                     f"{e['device_seconds'] / 60:.1f} min on {e['sessions'][-1]['device_name']} | "
+                     f"{len(e['sessions'])} session(s) | {e['data']} | {_per_session(e, _options)} | "
+                     f"{e['device_seconds'] / 60:.1f} min: {_per_session(e, _device_time)} | "
                      f"{check['psnr_y_float32']:.3f} → {check['psnr_y_float16']:.3f} dB "
                      f"(Δ {check['delta_db']:+.4f}) |")
     lines += ["", "## Results", "", render_results_table(manifest), "",
@@ -229,11 +274,9 @@ def main(argv=None):
         raise KULNetError(f"--continues: {args.manifest} has no entry for {name} to continue")
     if args.continues and args.start:
         continuation(args.start, previous, name)
-    session = {"date": datetime.date.today().isoformat(), "iterations": int(meta.get("iteration") or 0),
-               "device_seconds": round(args.device_seconds, 1), "device_name": args.device_name,
-               "train_options": args.train_options, "code_version": meta.get("code_version"),
-               "trained_sha256": sha256_file(args.trained)}
-    sessions = (previous["sessions"] if previous else []) + [session]
+    new_sessions = [via_session(scale, *via) for via in args.via]
+    new_sessions.append(make_session(args.trained, meta, args.device_seconds, args.device_name, args.train_options))
+    sessions = (previous["sessions"] if previous else []) + new_sessions
     iterations = sum(s["iterations"] for s in sessions)
     device_seconds = round(sum(s["device_seconds"] for s in sessions), 1)
 

@@ -76,6 +76,24 @@ def test_ship_model_float16_manifest_readme_and_continuation(tmp_path):
     assert len(entry["sessions"]) == 2 and entry["iterations"] == 240 and entry["device_seconds"] == 120
     assert read_checkpoint(str(shipped))[2]["iteration"] == 240
 
+    # two more calls shipped at once: the first (--via) continued from the shipped file, the last
+    # (TRAINED) from the first's float32 weights; each is a session with its own device and options
+    via = tmp_path / "exp" / "call1_G.pth"
+    save_network(tiny_model(scale=4, seed=4), str(via), {"iteration": 50})
+    res = _ship(tmp_path, trained, "--continues", "--start", shipped, "--via", via, "30", "GPU B", "opts B")
+    assert res.returncode == 0, res.stderr[-2000:]
+    entry = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())["files"]["KULNet_x4.pth"]
+    assert [s["iterations"] for s in entry["sessions"]] == [120, 120, 50, 120]
+    assert [s["device_name"] for s in entry["sessions"]] == ["test CPU", "test CPU", "GPU B", "test CPU"]
+    assert entry["sessions"][2]["trained_sha256"] == hashlib.sha256(via.read_bytes()).hexdigest()
+    assert entry["sessions"][2]["train_options"] == "opts B"
+    assert entry["iterations"] == 410 and entry["device_seconds"] == 210
+    assert read_checkpoint(str(shipped))[2]["iteration"] == 410
+    manifest_md = (tmp_path / "pretrained" / "MANIFEST.md").read_text()
+    assert "410 in 4 session(s)" in manifest_md and "3.5 min: (1) " in manifest_md
+    assert "(3) " + entry["sessions"][2]["date"] + ", 50 it.: 0.5 min on GPU B" in manifest_md
+    assert "| `KULNet_x4.pth` | 410 (3.5 min) | Set5 | 0 |" in (tmp_path / "README.md").read_text()
+
 
 def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
     _, trained = _setup(tmp_path)
@@ -90,6 +108,14 @@ def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
 
     res = _ship(tmp_path, trained, "--continues")
     assert res.returncode == 2 and "no entry for KULNet_x4.pth" in res.stderr
+    wrong_scale = tmp_path / "x2_G.pth"
+    save_network(tiny_model(scale=2), str(wrong_scale), {"iteration": 5})
+    for via, message in (((wrong_scale, "30"), "not a x4 checkpoint written by train.py"),
+                         ((trained, "half a minute"), "the seconds must be a number"),
+                         ((tmp_path / "absent.pth", "30"), "absent.pth: no such file")):
+        res = _ship(tmp_path, trained, "--noise", "0", "--via", *via, "GPU", "opts")
+        assert res.returncode == 2 and "Traceback" not in res.stderr and message in res.stderr, res.stderr
+    assert shipped.read_bytes() == b"previous"
     raw = tmp_path / "authors_latest_G.pth"
     torch.save(tiny_model().state_dict(), raw)
     res = _ship(tmp_path, raw)
@@ -163,6 +189,7 @@ def test_device_train_script_dry_run_trains_and_ships(tmp_path, shared_datasets,
     assert "device_train.sh 4 0.1" in entry["sessions"][0]["train_options"]
     assert "| `KULNet_x4.pth` |" in (out / "README.md").read_text()
     assert (out / "pretrained" / "MANIFEST.md").exists() and not (out / "exp").exists()
+
 
 
 def test_device_train_script_refuses_a_start_file_that_was_not_shipped_before_training(
