@@ -24,6 +24,10 @@
 #            cp <files_at>/KULNet_x<S>_float32.pth .carry/ (ignored, the full-precision copy); a later
 #            call continues from it only where it fits the 64 MiB (not with three models in git).
 #            Adam's state (23 MB) does not come back: each call restarts it with a 200-iteration warm-up.
+#            A second call before shipping (2026-11-26, x4): carry .carry/{train,Set5} and the float32 file
+#            (65.6 of 67.1 MB: Set14 stays behind) and run train.py with path.pretrain_model_G=<that file>,
+#            validation on Set5 and a new train.manual_seed; then ship both calls at once, here:
+#            ship_model.py <second> --continues --start pretrained/KULNet_x<S>.pth --via <first> S NAME OPTS.
 # The device's copy of the tree may carry a stale .git (the first call recorded an older HEAD):
 # put KULNET_CODE_VERSION=$(git rev-parse --short HEAD) (run here, committed tree) before the command.
 # For one call that must fit a device budget (issue 7's first x4 call):
@@ -87,9 +91,13 @@ SHIP=("${SETS[@]}" --out "$OUT/pretrained/KULNet_x${SCALE}.pth" --manifest "$OUT
 
 # before any training: 'continue' (START is what was shipped, or its float32 original) or 'fresh'
 MODE=$(python codes/scripts/ship_model.py --check --start "$START" "${SHIP[@]}")
+SEED=0  # train_demo.yml's seed for a run from scratch
 if [ "$MODE" = continue ]; then
-    echo "continuing from $START"
-    ARGS+=(--set "path.pretrain_model_G=$START")
+    # a seed of its own for each start file: with seed 0 every call would replay the first call's
+    # patches, kernels and noise (the two H200 calls of 2026-11-26 did)
+    SEED=$((16#$(sha256sum "$START" | cut -c1-7)))
+    echo "continuing from $START (seed $SEED)"
+    ARGS+=(--set "path.pretrain_model_G=$START" --set "train.manual_seed=$SEED")
     SHIP+=(--continues --start "$START")
 else
     echo "training from scratch"
@@ -120,7 +128,7 @@ fi
 COMPILE=${COMPILE:-eager}
 COMPILED=""
 if [ "$COMPILE" != eager ]; then ARGS+=(--set "train.compile=$COMPILE"); COMPILED="train.compile=$COMPILE, "; fi
-SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }${COMPILED}codes/scripts/device_train.sh $SCALE $MINUTES")
+SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }${COMPILED}manual_seed=$SEED, codes/scripts/device_train.sh $SCALE $MINUTES")
 t0=$SECONDS
 # (|| keeps set -e from ending the group before train.rc is written when train.py fails)
 { rc=0; python codes/train.py "${ARGS[@]}" 2>&1 || rc=$?; echo "$rc" >"$OUT/train.rc"; } | tee "$OUT/train.log" |

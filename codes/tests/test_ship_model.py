@@ -190,6 +190,17 @@ def test_device_train_script_dry_run_trains_and_ships(tmp_path, shared_datasets,
     assert "| `KULNet_x4.pth` |" in (out / "README.md").read_text()
     assert (out / "pretrained" / "MANIFEST.md").exists() and not (out / "exp").exists()
 
+    # a second call continues from the shipped file, with a seed of its own (seed 0 again would replay
+    # the first call's patches, kernels and noise)
+    os.rename(out / "pretrained", tmp_path / "pretrained")
+    shipped = tmp_path / "pretrained" / "KULNet_x4.pth"
+    seed = int(hashlib.sha256(shipped.read_bytes()).hexdigest()[:7], 16)
+    proc = _dry_run(repo_root, shared_datasets, tmp_path)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    assert f"continuing from {shipped} (seed {seed})" in proc.stdout and seed > 0
+    entry = json.loads((out / "pretrained" / "manifest.json").read_text())["files"]["KULNet_x4.pth"]
+    assert len(entry["sessions"]) == 2
+    assert [f"manual_seed={s}," in x["train_options"] for s, x in zip((0, seed), entry["sessions"])] == [True] * 2
 
 
 def test_device_train_script_refuses_a_start_file_that_was_not_shipped_before_training(
