@@ -28,7 +28,7 @@ Usage (from the repository root):
     python codes/benchmarks/benchmark.py [--device auto|cpu|cuda[:N]] [--scale 4]
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
         [--infer_sizes 128,256] [--infer_precision fp32] [--infer_cudnn_benchmark] [--repeats 10] [--warmup 3]
-        [--channels_last auto|on|off] [--blur auto|direct|fft] [--memory_options on|off] [--plain]
+        [--channels_last auto|on|off] [--blur auto|direct|fft|transposed] [--memory_options on|off] [--plain]
         [--compile [MODE]] [--threads N]
         [--step wrapper|composed] [--keep_freed_memory] [--json PATH] [--profile PATH]
 
@@ -397,8 +397,9 @@ def _parse_args(argv):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--channels_last", default="auto", choices=("auto", "on", "off"),
                     help="auto: channels-last for the DLSM U-Net on the CPU, for both parts on CUDA")
-    ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft"),
-                    help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere")
+    ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft", "transposed"),
+                    help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere; transposed = direct with "
+                    "At as F.conv_transpose2d (the plain path's)")
     ap.add_argument("--memory_options", default="on", choices=("on", "off"),
                     help="the memory options (KULNet.set_memory_options): fewer operators per step when off")
     ap.add_argument("--plain", action="store_true",

@@ -4,9 +4,9 @@
 # Budget: about 7-8 minutes on an H100 (DEADLINE=540 for all of it): every run has its own
 # timeout, runs are skipped after DEADLINE seconds (default 400), and each run writes its JSON at
 # once, so partial results come back.
-# QUICK=1: only the x4 part of the issue table (fp16 step, inference, degradation, FLOPs, profiles) and the x4
-# step compiled with CUDA graphs (reduce-overhead), about 4 minutes; device_train.sh runs it first
-# with BENCH=1.
+# QUICK=1: only the x4 part of the issue table (fp16 step, inference, degradation, FLOPs, profiles), the
+# same with Aᵀ's blur as a transposed convolution and with the FFT blur, and the x4 step compiled with
+# CUDA graphs (reduce-overhead), about 3 minutes on an H100; device_train.sh runs it first with BENCH=1.
 # SKIP_TABLE=1: only the rest (the options, bf16, torch.compile), for a later call.
 # PACK=1: pack the files into $OUT/device_check.tgz at the end (at most 8 files come back).
 # Dry run on a CPU (checks the script, not the speed):
@@ -56,20 +56,26 @@ if [ -z "${SKIP_TABLE:-}" ]; then
 # written after the JSON, so a timeout while profiling keeps the figures
 run 150 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3 \
     --profile "$OUT/x4_fp16_profile.txt"
-# CUDA graphs through torch.compile against the host launch overhead (the x2 profile: GPU busy 33 of
-# 76 ms); device_train.sh COMPILE=auto trains with it when this run is 15% faster
+# Aᵀ's blur as cuDNN's transposed convolution (the blur impl before 2026-11-26): the H100 profile of
+# 2026-11-26 gave it 67% of the inference time at LR 256 (10 ms a call without autotuning, against
+# 0.5 ms for the depthwise correlation that 'direct' now uses); this run is the baseline of the change
+run 60 x4_fp16_tconv --scale 4 --precision fp16 --parts infer,train --blur transposed --repeats 10 --warmup 3
+# the FFT blur (the backward of the nine 21x21 blurs of a step took 14 of its 63 GPU ms in that profile)
+run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
+# CUDA graphs through torch.compile against the host launch overhead (x2 on 2026-11-25: GPU busy 33 of
+# 76 ms; x4 on 2026-11-26: busy 63 of 71 ms, and this run 62.6 ms); device_train.sh COMPILE=auto
+# trains with it when this run is 15% faster
 run 150 x4_fp16_compile_ro --scale 4 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
     --warmup 3
 if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
 run 80 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3 \
     --profile "$OUT/x2_fp16_profile.txt"
-# the memory options add 9% operators to a step (benchmarks/op_count.py) and the step is host-bound
+# the memory options add 9% operators to a step (benchmarks/op_count.py), which costs where the step is host-bound
 run 60 x4_fp16_nomem --scale 4 --precision fp16 --parts train --memory_options off --repeats 10 --warmup 3
 run 100 x4_fp16_plain --scale 4 --precision fp16 --parts infer,train --plain --repeats 10 --warmup 3
 fi
 # 2. speed options (each equals the plain path to float rounding; see tests/test_benchmark.py)
 run 60 x4_fp16_nchw --scale 4 --precision fp16 --parts infer,train --channels_last off --repeats 10 --warmup 3
-run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5
 run 45 x4_bf16      --scale 4 --precision bf16 --parts train --repeats 20 --warmup 5
 run 45 x2_bf16      --scale 2 --precision bf16 --parts train --repeats 20 --warmup 5
 run 40 x4_infer_bf16_cl_fft --scale 4 --parts infer --infer_precision bf16 --channels_last on --blur fft \

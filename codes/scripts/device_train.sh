@@ -16,7 +16,7 @@
 #     The run continues from the shipped float16 pretrained/KULNet_x4.pth (rounding the weights to
 #     float16 moved Set5 by 0.0001 dB, and Adam restarts either way).
 #     (scale 4, 6 minutes of training; start-up and the measurements take about 1.5 minutes more;
-#     BENCH=1 bash ... also measures issue 6's x4 figures and the compiled step first, about 4 minutes).
+#     BENCH=1 bash ... also measures issue 6's x4 figures and the compiled step first, about 3 minutes on an H100).
 #     The learning rate is constant (2e-4 after a 200-iteration warm-up) by default; ITERS=N bash ...
 #     decays it along a cosine to 1e-7 at iteration N instead (set N from the it/s of an earlier call
 #     so that N iterations fit in the minutes; the time budget still stops the run).
@@ -106,7 +106,7 @@ fi
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } | tee "$OUT/env.txt"
 
 BENCH_S=0
-if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 4 minutes; BENCH_DEADLINE s at most), JSON under $OUT/bench
+if [ -n "${BENCH:-}" ]; then  # issue 6's figures first (about 3 minutes on an H100; BENCH_DEADLINE s at most), JSON under $OUT/bench
     OUT="$OUT/bench" QUICK=1 DEADLINE=${BENCH_DEADLINE:-250} DEVICE=$([ -n "${DRY:-}" ] && echo cpu || echo cuda) \
         EXTRA=${BENCH_EXTRA:-} bash codes/benchmarks/device_check.sh | { grep -E "^=== |^done" || true; }
     BENCH_S=$SECONDS  # not counted as the model's device time

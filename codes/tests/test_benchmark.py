@@ -90,6 +90,7 @@ def test_resolve_blur_impl():
     assert resolve_blur_impl("auto", (side - 1, side - 1), "cpu") == "direct"
     assert resolve_blur_impl("auto", (512, 512), "meta") == "direct"  # non-CPU: direct until measured
     assert resolve_blur_impl("direct", (512, 512), "cpu") == "direct"
+    assert resolve_blur_impl("transposed", (512, 512), "cpu") == "transposed"
     with pytest.raises(ValueError):
         resolve_blur_impl("winograd", (8, 8), "cpu")
 
@@ -123,7 +124,8 @@ def test_each_speed_option_alone_equals_plain():
     lr = torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = plain(lr).sr
-        for blur, cl, dense, split in (("fft", False, False, False), ("direct", True, False, False),
+        for blur, cl, dense, split in (("fft", False, False, False), ("direct", False, False, False),
+                                       ("direct", True, False, False),
                                        ("direct", False, True, False), ("direct", False, False, True),
                                        ("fft", True, True, True)):
             fast.blur_impl, fast.channels_last = blur, cl
@@ -362,7 +364,7 @@ def test_benchmark_plain_switch_turns_every_option_off():
     _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="on"))
     assert memory(net) == memory(KULNet(scale=2, est_nf=8, sr_nf=8, n_stages=1))  # the defaults again
     _configure(net, argparse.Namespace(plain=True, blur="fft", channels_last="on", memory_options="on"))
-    assert (net.blur_impl, net.channels_last) == ("direct", False) and memory(net) == (False, False, 0)
+    assert (net.blur_impl, net.channels_last) == ("transposed", False) and memory(net) == (False, False, 0)
 
 
 def test_op_count_phases_and_invariants():

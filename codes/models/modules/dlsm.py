@@ -166,7 +166,8 @@ class DLSM(nn.Module):
         pad_multiple (int): the U-Net input is padded to a multiple of this (16 = four poolings).
 
     Speed attributes (not in the state_dict; each equals the plain path to float rounding):
-        blur_impl (str): ``'auto'`` (FFT blur on the CPU for large maps), ``'direct'`` or ``'fft'``.
+        blur_impl (str): ``'auto'`` (FFT blur on the CPU for large maps), ``'direct'``, ``'fft'`` or
+            ``'transposed'`` (see :mod:`models.modules.operators`).
         channels_last (bool | None): run the U-Net in channels-last memory format; None (default)
             chooses it on the CPU, where oneDNN's convolutions are faster in that layout, and on
             CUDA (measured on an H100 with the estimator's option: x4 fp16 training step 93 -> 82 ms,

@@ -77,7 +77,8 @@ class KULNet(nn.Module):
 
     @property
     def blur_impl(self):
-        """str: the DLSM blur, ``'auto'`` (FFT on the CPU at large sizes), ``'direct'`` or ``'fft'``."""
+        """str: the DLSM blur, ``'auto'`` (FFT on the CPU at large sizes), ``'direct'``, ``'fft'`` or
+        ``'transposed'`` (the literal transposed convolution for ``Aᵀ``; see :mod:`models.modules.operators`)."""
         return self.SR_net.blur_impl
 
     @blur_impl.setter
@@ -89,13 +90,14 @@ class KULNet(nn.Module):
         self.SR_net.blur_impl = value
 
     def use_plain_path(self):
-        """Switch off every speed/memory option (direct blur, contiguous layout, literal dense
-        fusion and decoder concatenations, unbanded estimator tail): the reference numerics.
+        """Switch off every speed/memory option (direct blur with ``Aᵀ`` as a literal transposed
+        convolution, contiguous layout, literal dense fusion and decoder concatenations, unbanded
+        estimator tail): the reference numerics.
 
         Returns:
             KULNet: self.
         """
-        self.blur_impl = "direct"
+        self.blur_impl = "transposed"
         self.channels_last = False
         return self.set_memory_options(False)
 

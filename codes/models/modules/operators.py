@@ -12,16 +12,22 @@ The blur pair is exactly adjoint; the two bicubic steps are NOT adjoint to each 
 authors' design (quirk) and is kept. The authors loop over the batch; here the blur is one grouped
 convolution over ``B * C`` channels, which computes the same numbers.
 
-Speed: the 21x21 blur can also be computed in the Fourier domain (``impl='fft'``), which equals the
-direct convolution to float rounding (about 1e-7 relative in float32) and is ~10x faster on a CPU at
-HR sizes. ``impl='auto'`` picks FFT on the CPU for maps of at least :data:`FFT_MIN_PIXELS` pixels and
-the direct convolution elsewhere (the GPU choice waits for a measurement). ``impl='direct'`` is the
-plain implementation.
+Blur implementations (``impl``; all equal to float rounding):
+
+- ``'direct'``: both blurs are depthwise correlations (``F.conv2d``); the adjoint correlates with the
+  flipped kernel, which for an odd kernel and padding ``l // 2`` is the transposed convolution.
+- ``'transposed'``: as ``'direct'``, but the adjoint is ``F.conv_transpose2d``, the literal transposed
+  convolution (the plain path; ``'direct'`` did this until 2026-11-26). On CUDA it runs cuDNN's
+  transposed convolution, which without autotuning took 10 ms a call at 16x3x1024x1024 in float32 on
+  an H100, where the depthwise correlation of the same size took 0.5 ms (``device_check.sh`` profile).
+- ``'fft'``: the Fourier domain (about 1e-7 relative in float32), ~10x faster on a CPU at HR sizes.
+- ``'auto'``: FFT on the CPU for maps of at least :data:`FFT_MIN_PIXELS` pixels, ``'direct'``
+  elsewhere (the GPU choice waits for a measurement).
 """
 import torch
 import torch.nn.functional as F
 
-BLUR_IMPLS = ("auto", "direct", "fft")
+BLUR_IMPLS = ("auto", "direct", "fft", "transposed")
 FFT_MIN_PIXELS = 32 * 32  # on 2 CPU cores FFT ties the direct blur at 48x48 and wins above (10x at 512x512)
 
 
@@ -48,16 +54,20 @@ def blur_batch(x, k):
     return out.view(batch, channels, height, width)
 
 
-def blur_transpose_batch(x, k):
+def blur_transpose_batch(x, k, literal=False):
     """Exact adjoint of :func:`blur_batch` (correlation with the flipped kernel, zero padding).
 
     Args:
         x (Tensor): (B, C, H, W).
         k (Tensor): (B, l, l) kernels, ``l`` odd.
+        literal (bool): compute it as ``F.conv_transpose2d`` (blur impl ``'transposed'``) instead of
+            :func:`blur_batch` with the flipped kernel; the two agree to float rounding.
 
     Returns:
         Tensor: (B, C, H, W), with ``<blur_batch(u, k), v> == <u, blur_transpose_batch(v, k)>``.
     """
+    if not literal:
+        return blur_batch(x, torch.flip(k, dims=(-2, -1)))
     batch, channels, height, width = x.shape
     weight = _grouped_kernels(k.to(x.dtype), channels)
     out = F.conv_transpose2d(x.reshape(1, batch * channels, height, width), weight,
@@ -167,7 +177,7 @@ def bicubic_up(y, scale):
 def _blur(x, k, impl, spectrum, transpose):
     if resolve_blur_impl(impl, x.shape[-2:], x.device) == "fft":
         return blur_fft(x, k, transpose=transpose, spectrum=spectrum)
-    return blur_transpose_batch(x, k) if transpose else blur_batch(x, k)
+    return blur_transpose_batch(x, k, literal=impl == "transposed") if transpose else blur_batch(x, k)
 
 
 def A(x, k, scale, impl="direct", spectrum=None):
@@ -177,7 +187,7 @@ def A(x, k, scale, impl="direct", spectrum=None):
         x (Tensor): (B, C, s*h, s*w) HR estimate, values around [0, 1].
         k (Tensor): (B, l, l) kernels (sum to 1).
         scale (int): s.
-        impl (str): blur implementation, ``'direct'`` (default), ``'fft'`` or ``'auto'``.
+        impl (str): blur implementation, one of :data:`BLUR_IMPLS` (default ``'direct'``).
         spectrum (Tensor | None): precomputed :func:`kernel_spectrum` for the FFT path.
 
     Returns:
@@ -193,7 +203,7 @@ def At(y, k, scale, impl="direct", spectrum=None):
         y (Tensor): (B, C, h, w) LR-sized tensor.
         k (Tensor): (B, l, l) kernels.
         scale (int): s.
-        impl (str): blur implementation, ``'direct'`` (default), ``'fft'`` or ``'auto'``.
+        impl (str): blur implementation, one of :data:`BLUR_IMPLS` (default ``'direct'``).
         spectrum (Tensor | None): precomputed :func:`kernel_spectrum` for the FFT path.
 
     Returns:
