@@ -1,6 +1,6 @@
 """Operators dispatched per training step, by phase: a CPU-measurable proxy for the host overhead
-that bounds the step on a GPU (first H100 profile, x2: the GPU was busy 33 ms of a 76 ms step; the
-rest was the host dispatching and launching).
+that bounded the step on a GPU (H100, x2, 2026-11-25: the GPU was busy 33 ms of a 76 ms step, the
+rest was the host dispatching and launching; x4, 2026-11-26: busy 63 ms of 71, after channels-last).
 
     python codes/benchmarks/op_count.py --scale 4            # default speed/memory options
     python codes/benchmarks/op_count.py --scale 4 --plain    # every option off

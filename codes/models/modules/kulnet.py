@@ -105,8 +105,8 @@ class KULNet(nn.Module):
         """Turn the memory options on (the default) or off: the composed-weight dense fusion, the
         split decoder concatenations and the banded estimator tail. Each equals the literal network
         to float rounding; they lower the peak memory of inference and add operators to a training
-        step (x4, batch > 1: 1,320 ATen compute operators per step with them, 1,208 without;
-        ``benchmarks/op_count.py``).
+        step (x4, batch > 1: 112 ATen compute operators more per step, 1,320 against 1,208 when
+        counted; ``benchmarks/op_count.py``).
 
         Returns:
             KULNet: self.
