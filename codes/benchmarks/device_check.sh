@@ -57,8 +57,8 @@ if [ -z "${SKIP_TABLE:-}" ]; then
 run 150 x4_fp16     --scale 4 --precision fp16 --parts flops,infer,degrade,train --repeats 10 --warmup 3 \
     --profile "$OUT/x4_fp16_profile.txt"
 # Aᵀ's blur as cuDNN's transposed convolution (the blur impl before 2026-11-26): the H100 profile of
-# 2026-11-26 gave it 67% of the inference time at LR 256 (10 ms a call without autotuning, against
-# 0.5 ms for the depthwise correlation that 'direct' now uses); this run is the baseline of the change
+# 2026-11-26 gave it 67% of the inference time at LR 256 (14.2 ms a call without autotuning, against
+# 0.49 ms for the depthwise correlation that 'direct' now uses); this run is the baseline of the change
 run 60 x4_fp16_tconv --scale 4 --precision fp16 --parts infer,train --blur transposed --repeats 10 --warmup 3
 # the FFT blur (the backward of the nine 21x21 blurs of a step took 14 of its 63 GPU ms in that profile)
 run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --repeats 20 --warmup 5

@@ -18,8 +18,8 @@ Blur implementations (``impl``; all equal to float rounding):
   flipped kernel, which for an odd kernel and padding ``l // 2`` is the transposed convolution.
 - ``'transposed'``: as ``'direct'``, but the adjoint is ``F.conv_transpose2d``, the literal transposed
   convolution (the plain path; ``'direct'`` did this until 2026-11-26). On CUDA it runs cuDNN's
-  transposed convolution, which without autotuning took 10 ms a call at 16x3x1024x1024 in float32 on
-  an H100, where the depthwise correlation of the same size took 0.5 ms (``device_check.sh`` profile).
+  transposed convolution, which without autotuning took 14.2 ms a call on 1x3x1024x1024 float32 maps on
+  an H100, where the depthwise correlation of the same maps took 0.49 ms (``device_check.sh`` profile).
 - ``'fft'``: the Fourier domain (about 1e-7 relative in float32), ~10x faster on a CPU at HR sizes.
 - ``'auto'``: FFT on the CPU for maps of at least :data:`FFT_MIN_PIXELS` pixels, ``'direct'``
   elsewhere (the GPU choice waits for a measurement).
