@@ -28,7 +28,8 @@ Usage (from the repository root):
     python codes/benchmarks/benchmark.py [--device auto|cpu|cuda[:N]] [--scale 4]
         [--precision fp32|bf16|fp16] [--parts train,degrade,infer,flops] [--batch 16] [--gt_size G]
         [--infer_sizes 128,256] [--infer_precision fp32] [--infer_cudnn_benchmark] [--repeats 10] [--warmup 3]
-        [--channels_last auto|on|off] [--blur auto|direct|fft|transposed] [--memory_options on|off] [--plain]
+        [--channels_last auto|on|off] [--weight_layout matched|contiguous] [--blur auto|direct|fft|transposed]
+        [--memory_options on|off] [--plain]
         [--compile [MODE]] [--threads N]
         [--step wrapper|composed] [--keep_freed_memory] [--json PATH] [--profile PATH]
 
@@ -121,6 +122,10 @@ def _configure(net, args):
         return net.use_plain_path()
     net.blur_impl = args.blur
     net.channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
+    if args.weight_layout == "matched":
+        net.match_weight_layout()
+    else:  # the weights as loaded: contiguous, whatever the maps' layout
+        net.to(memory_format=torch.contiguous_format)
     return net.set_memory_options(args.memory_options == "on")
 
 
@@ -400,6 +405,9 @@ def _parse_args(argv):
     ap.add_argument("--blur", default="auto", choices=("auto", "direct", "fft", "transposed"),
                     help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere; transposed = direct with "
                     "At as F.conv_transpose2d (the plain path's)")
+    ap.add_argument("--weight_layout", default="matched", choices=("matched", "contiguous"),
+                    help="matched: conv weights in the layout of their maps (KULNet.match_weight_layout, as "
+                    "train.py and test.py run); contiguous: as before 2026-11-26 (converted at each conv on CUDA)")
     ap.add_argument("--memory_options", default="on", choices=("on", "off"),
                     help="the memory options (KULNet.set_memory_options): fewer operators per step when off")
     ap.add_argument("--plain", action="store_true",

@@ -5,8 +5,9 @@
 # timeout, runs are skipped after DEADLINE seconds (default 400), and each run writes its JSON at
 # once, so partial results come back.
 # QUICK=1: only the x4 part of the issue table (fp16 step, inference, degradation, FLOPs, profiles), the
-# same with Aᵀ's blur as a transposed convolution and with the FFT blur, and the x4 step compiled with
-# CUDA graphs (reduce-overhead), about 3 minutes on an H100; device_train.sh runs it first with BENCH=1.
+# same with Aᵀ's blur as a transposed convolution and with the FFT blur, the x4 step compiled with CUDA
+# graphs (reduce-overhead), then the x4 step with contiguous weights and the x2 step, about 4 minutes
+# on an H100; device_train.sh runs it first with BENCH=1.
 # SKIP_TABLE=1: only the rest (the options, bf16, torch.compile), for a later call.
 # PACK=1: pack the files into $OUT/device_check.tgz at the end (at most 8 files come back).
 # Dry run on a CPU (checks the script, not the speed):
@@ -67,7 +68,16 @@ run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --
 # trains with it when this run is 15% faster
 run 150 x4_fp16_compile_ro --scale 4 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
     --warmup 3
-if [ -n "${QUICK:-}" ]; then finish "done (QUICK)"; fi
+# the weights in the layout of their maps (KULNet.match_weight_layout, default since 2026-11-26)
+# against contiguous weights, which cuDNN converts at every channels-last convolution and autograd
+# converts back for every weight gradient (the CPU count: 1,274 -> 1,174 ATen operators a x4 step)
+run 45 x4_fp16_wcontig --scale 4 --precision fp16 --parts train --weight_layout contiguous --repeats 10 --warmup 3
+if [ -n "${QUICK:-}" ]; then
+    # x2 (its step for plan_training.py too): host-bound when last timed (2026-11-25: GPU busy 33 of
+    # 76 ms), so fewer operators should show there; the full run times it below with a profile
+    run 45 x2_fp16 --scale 2 --precision fp16 --parts train --repeats 10 --warmup 3
+    finish "done (QUICK)"
+fi
 run 80 x2_fp16      --scale 2 --precision fp16 --parts degrade,train --repeats 10 --warmup 3 \
     --profile "$OUT/x2_fp16_profile.txt"
 # the memory options add 9% operators to a step (benchmarks/op_count.py), which costs where the step is host-bound

@@ -76,6 +76,7 @@ def count_step(scale=4, plain=False, batch=2, gt_size=None, memory_options=True)
         model.net.use_plain_path()
     else:
         model.net.blur_impl, model.net.channels_last = "direct", True  # what runs on CUDA
+        model.net.match_weight_layout()  # as the wrapper does on CUDA
         model.net.set_memory_options(memory_options)
     hr = torch.rand(batch, 3, gt_size, gt_size)
     model.feed_data({"hr": hr})

@@ -42,6 +42,19 @@ def derived_seed(*parts):
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
+def _match_state_layouts(optimizer):
+    """Give each optimiser state tensor its parameter's strides. A resumed state saved with the
+    weights in another memory format (another device, or before ``KULNet.match_weight_layout``)
+    would otherwise be refused by fused Adam, which needs parameters, gradients and states in one
+    layout (and slow the foreach one)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def _gradients_finite(optimizer):
     """0-d float tensor on the gradients' device: 1 when every gradient is finite, else 0 (no sync)."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -73,6 +86,7 @@ class KULNetModel:
             load_network(self.net, opt["path"]["pretrain_model_G"], strict=opt["path"]["strict_load"],
                          expected_scale=self.scale)
         self.net.train()
+        self.net.match_weight_layout(self.device)  # before the optimiser: its states follow the weights
         self.net_train = self.net
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -340,6 +354,7 @@ class KULNetModel:
         options of ``opt`` (lr, betas, weight decay) replace those of the state."""
         load_network(self.net, weights_path, strict=True, expected_scale=self.scale)
         self.optimizer.load_state_dict(state["optimizer"])
+        _match_state_layouts(self.optimizer)
         self._apply_optimizer_options()
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty when saved without fp16

@@ -12,8 +12,8 @@ Rules (the iterations are 90% of what the step time allows: train.py made 110 ms
 93 ms benchmark step on the first H100 run, 2026-11-25, and 75.6 ms of a 71.0 ms step on 2026-11-26,
 once its loader ran across epochs; with 80% that run ended its cosine 60 s before its budget):
 
-- the eager step is ``x<S>_fp16.json``; the QUICK benchmark times x4 only, so x2 and x3 use x4's
-  (slower: the schedule ends a little before the budget, it never overruns it);
+- the eager step is ``x<S>_fp16.json``; the QUICK benchmark times x4 and (since 2026-11-26) x2,
+  so x3 uses x4's (slower: the schedule ends a little before the budget, it never overruns it);
 - with ``--compile auto``, ``x<S>_fp16_compile_ro.json`` (else x4's, as a ratio) is used when its
   step is at least ``--min_gain`` faster and it still gives more iterations once its warm-up time
   (the compilation, which train.py pays again) is taken off the budget;

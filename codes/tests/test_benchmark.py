@@ -150,6 +150,60 @@ def test_optimised_training_gradients_equal_plain():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-6, msg=name)
 
 
+def test_matched_weight_layout_equals_plain_and_spares_the_gradient_conversions(tmp_path):
+    """KULNet.match_weight_layout: the U-Net and estimator weights channels-last where their maps
+    are (both parts, as on CUDA), the DLSM's conv/Den_con as they are; forward and gradients equal
+    the plain path; autograd no longer converts weight gradients (new_empty_strided + copy_ per
+    weight in AccumulateGrad), which it does with contiguous weights; checkpoints stay contiguous."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from models.networks import read_checkpoint, save_network
+
+    class WeightGradConversions(TorchDispatchMode):
+        """Counts new 4-D tensors made with given strides: AccumulateGrad's layout conversions."""
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ == "new_empty_strided" and len(args[1]) == 4:
+                self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    fast, plain = _nets(2)
+    fast.train(), plain.train()
+    fast.channels_last = True
+    assert fast.match_weight_layout("cpu") is fast
+    convs = [m for m in fast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    sr = fast.SR_net
+    unet = {id(m) for part in (sr.Encoding, sr.Decoding, fast.kernel_extra) for m in part.modules()}
+    for conv in (c for c in convs if c.kernel_size != (1, 1)):  # a 1x1 weight is in both layouts at once
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (id(conv) in unet)
+        assert conv.weight.is_contiguous() == (id(conv) not in unet)
+    lr = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    grads, conversions = [], []
+    for net in (fast, plain):
+        torch.manual_seed(7)
+        out = net(lr)
+        with WeightGradConversions() as counter:
+            (out.sr.abs().mean() + out.kernel.pow(2).sum() + out.mean.mean()).backward()
+        conversions.append(counter.count)
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-6, msg=name)
+    assert conversions == [0, 0]
+    fast.to(memory_format=torch.contiguous_format)  # channels-last maps, contiguous weights: converted
+    fast.zero_grad(set_to_none=True)
+    with WeightGradConversions() as counter:
+        fast(lr).sr.sum().backward()
+    assert counter.count > 20
+    fast.match_weight_layout("cpu")
+    save_network(fast, str(tmp_path / "w.pth"))
+    assert all(t.is_contiguous() for t in read_checkpoint(str(tmp_path / "w.pth"))[1].values())
+    fast.channels_last = None
+    fast.match_weight_layout("cpu")  # the CPU default: the estimator runs NCHW, its weights too
+    assert fast.kernel_extra.Conv_tail.Conv_end.weight.is_contiguous()
+    assert sr.Decoding.D4[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_channels_last_estimator_samples_the_same_latent_noise_in_training():
     """On CUDA the estimator runs channels-last by default; its training noise must be the same
     numbers at the same pixels as in the plain layout (randn_like would follow the layout)."""
@@ -218,6 +272,24 @@ def test_memory_options_forward_and_gradients_equal_literal_float64(fused_dense,
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12, msg=name)
 
 
+def test_dlsm_forward_prepares_kernel_weights_and_decoder_splits_once():
+    """One forward flips the kernels once (not once per Aᵀ) and splits each decoder block's first
+    weight once (not twice a stage): operators a GPU step would otherwise launch every time."""
+    from benchmarks.op_count import OpCounter
+
+    fused, literal = _dlsm_pair(n_stages=3)
+    y = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    k = _inputs(l=9)[1][:1].requires_grad_()
+    for net, splits in ((fused, 4), (literal, 0)):
+        counter = OpCounter()
+        with counter:
+            net(y, k).sum().backward()
+        counts = {name: n for (_, name), n in counter.counts.items()}
+        assert counts.get("flip", 0) == 2, counts  # forward and backward, for the 2T+1 = 7 Aᵀ
+        assert counts.get("split_with_sizes", 0) == splits
+        assert counts.get("convolution", 0) > 0
+
+
 def test_fused_dense_under_bf16_autocast_close_to_literal():
     fused, literal = _dlsm_pair()
     fused.float(), literal.float()
@@ -258,10 +330,8 @@ def test_kernel_map_optional_and_state_dict_unchanged():
 def test_channels_last_default_per_device():
     """None (default): the DLSM U-Net in channels-last on the CPU and CUDA, the estimator on CUDA
     only (the H100 measurement of the first device session); True/False force both."""
-    from types import SimpleNamespace
-
     net = KULNet(scale=4, est_nf=8, sr_nf=8, n_stages=1)
-    on = {d: SimpleNamespace(device=torch.device(d)) for d in ("cpu", "cuda", "meta")}
+    on = {d: torch.device(d) for d in ("cpu", "cuda", "meta")}
     assert net.channels_last is None
     assert [net.SR_net._use_channels_last(on[d]) for d in on] == [True, True, False]
     assert [net.kernel_extra._use_channels_last(on[d]) for d in on] == [False, True, False]
@@ -357,14 +427,25 @@ def test_benchmark_plain_switch_turns_every_option_off():
     def memory(n):
         return n.SR_net.fused_dense, n.SR_net.Decoding.split_concat, n.kernel_extra.tail_band_rows
 
-    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="on"))
+    def options(plain=False, memory_options="on", weight_layout="matched"):
+        return argparse.Namespace(plain=plain, blur="fft", channels_last="on", memory_options=memory_options,
+                                  weight_layout=weight_layout)
+
+    def weights_channels_last(n):
+        return {n.SR_net.Encoding.E1[0].weight.is_contiguous(memory_format=torch.channels_last),
+                n.kernel_extra.Conv_tail.Conv_end.weight.is_contiguous(memory_format=torch.channels_last)}
+
+    _configure(net, options())
     assert (net.blur_impl, net.channels_last) == ("fft", True) and memory(net) == (True, True, None)
-    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="off"))
+    assert weights_channels_last(net) == {True}
+    _configure(net, options(memory_options="off", weight_layout="contiguous"))
     assert (net.blur_impl, net.channels_last) == ("fft", True) and memory(net) == (False, False, 0)
-    _configure(net, argparse.Namespace(plain=False, blur="fft", channels_last="on", memory_options="on"))
+    assert weights_channels_last(net) == {False}
+    _configure(net, options())
     assert memory(net) == memory(KULNet(scale=2, est_nf=8, sr_nf=8, n_stages=1))  # the defaults again
-    _configure(net, argparse.Namespace(plain=True, blur="fft", channels_last="on", memory_options="on"))
+    _configure(net, options(plain=True))
     assert (net.blur_impl, net.channels_last) == ("transposed", False) and memory(net) == (False, False, 0)
+    assert weights_channels_last(net) == {False}
 
 
 def test_op_count_phases_and_invariants():
@@ -423,7 +504,7 @@ def test_memory_options_lower_the_peak_of_live_tensors():
 
     fast, plain = _nets(4)
     fast.blur_impl, fast.channels_last = "direct", False  # the memory options alone
-    lr = torch.rand(1, 3, 32, 32)
+    lr = torch.rand(1, 3, 64, 64)  # maps large beside the weights (the decoder's split copies are 2 MiB)
     peaks = []
     for net in (fast, plain):
         with torch.no_grad(), LiveTensorPeak() as meter:

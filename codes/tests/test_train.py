@@ -464,3 +464,28 @@ def test_bad_start_fails_before_the_experiment_folder_is_touched(data_dir, tmp_p
     (tmp_path / "afile").write_text("x")
     with pytest.raises(KULNetError, match=r"path\.experiments_root .*afile.*is a file, not a folder"):
         train.main(["-opt", opt, "--set", f"path.experiments_root={tmp_path / 'afile'}"])
+
+
+def test_resumed_optimiser_states_take_their_weights_layout():
+    """A state saved with contiguous weights, resumed into channels-last ones (the wrapper's
+    match_weight_layout, or another device): Adam's moments get the weights' strides, same values
+    (fused Adam refuses parameters, gradients and states in different layouts)."""
+    import copy
+
+    from models.kulnet_model import _match_state_layouts
+
+    conv = torch.nn.Conv2d(4, 4, 3)
+    adam = torch.optim.Adam(conv.parameters())
+    conv(torch.rand(1, 4, 5, 5)).sum().backward()
+    adam.step()
+    saved = copy.deepcopy(adam.state_dict())
+    conv.to(memory_format=torch.channels_last)
+    resumed = torch.optim.Adam(conv.parameters())
+    resumed.load_state_dict(saved)
+    state = resumed.state[conv.weight]
+    assert state["exp_avg"].stride() != conv.weight.stride()
+    _match_state_layouts(resumed)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert state[key].stride() == conv.weight.stride()
+        torch.testing.assert_close(state[key], saved["state"][0][key], rtol=0, atol=0)
+    assert resumed.state[conv.bias]["exp_avg"].stride() == (1,)

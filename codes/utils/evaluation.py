@@ -195,7 +195,7 @@ def load_model(opt, device):
     contents = read_checkpoint(path)  # read once (~11 MB), used twice
     model = define_G({**opt, "network_G": network_options_for_checkpoint(opt, path, contents)})
     meta = load_network(model, path, strict=True, expected_scale=opt["scale"], contents=contents)
-    return model.eval().to(device), meta
+    return model.eval().to(device).match_weight_layout(device), meta
 
 
 INFERENCE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.modules.operators import A, At, kernel_spectrum, resolve_blur_impl
+from models.modules.operators import DegradationOperators
 
 
 def conv_relu_x2(in_ch, out_ch):
@@ -83,7 +83,7 @@ class Encoding(nn.Module):
         return [e1, e2, e3, e4, e5]
 
 
-def conv_relu_x2_on_pair(block, skip, deep):
+def conv_relu_x2_on_pair(block, skip, deep, first_weights=None):
     """``block(cat([skip, upsample_to(deep, skip)]))`` without building the concatenation.
 
     The first conv is linear in its input channels, so it runs as a conv over ``skip`` plus a conv
@@ -93,14 +93,17 @@ def conv_relu_x2_on_pair(block, skip, deep):
     Args:
         block (nn.Sequential): :func:`conv_relu_x2`. skip (Tensor): (B, Cs, H, W).
         deep (Tensor): (B, Cd, H/2, W/2).
+        first_weights (tuple[Tensor, Tensor] | None): the first conv's weight split into its
+            (out, Cs, 3, 3) and (out, Cd, 3, 3) parts; None splits it here.
 
     Returns:
         Tensor: (B, out, H, W).
     """
     first = block[0]
-    n_skip = skip.shape[1]
-    out = F.conv2d(skip, first.weight[:, :n_skip], first.bias, padding=1)
-    out += F.conv2d(upsample_to(deep, skip), first.weight[:, n_skip:], padding=1)  # conv backward needs no output
+    if first_weights is None:
+        first_weights = torch.split(first.weight, [skip.shape[1], deep.shape[1]], dim=1)
+    out = F.conv2d(skip, first_weights[0], first.bias, padding=1)
+    out += F.conv2d(upsample_to(deep, skip), first_weights[1], padding=1)  # conv backward needs no output
     return block[3](block[2](block[1](out)))
 
 
@@ -120,21 +123,44 @@ class Decoding(nn.Module):
         self.w_generator = head(nf, out_nc)
         self.u_generator = head(nf, out_nc)
         self.split_concat = True
+        # input channels of each block's first conv: (encoder map, upsampled deeper map)
+        self.input_split = {"D1": (4 * nf, 4 * nf), "D2": (2 * nf, 4 * nf), "D3": (2 * nf, 2 * nf),
+                            "D4": (nf, 2 * nf)}
 
-    def _block(self, block, skip, deep):
+    def split_first_weights(self, memory_format=torch.contiguous_format):
+        """The first conv weight of D1..D4 split into its encoder-map and upsampled-map parts.
+
+        Made once per DLSM forward and shared by the T stages: one split (whose backward is one
+        concatenation) per block instead of two slices a stage, and each part copied once into the
+        layout of the maps it convolves (a slice of a weight is in neither layout, so each
+        convolution would convert it again).
+
+        Args:
+            memory_format (torch.memory_format): the U-Net's layout.
+
+        Returns:
+            dict[str, tuple[Tensor, Tensor]]: block name -> (out, Cs, 3, 3) and (out, Cd, 3, 3).
+        """
+        return {name: tuple(part.contiguous(memory_format=memory_format)
+                            for part in torch.split(getattr(self, name)[0].weight, list(sizes), dim=1))
+                for name, sizes in self.input_split.items()}
+
+    def _block(self, name, skip, deep, first_weights):
+        block = getattr(self, name)
         if self.split_concat:
-            return conv_relu_x2_on_pair(block, skip, deep)
+            return conv_relu_x2_on_pair(block, skip, deep, None if first_weights is None else first_weights[name])
         return block(torch.cat([skip, upsample_to(deep, skip)], dim=1))
 
-    def forward(self, feats):
+    def forward(self, feats, first_weights=None):
         """feats from :class:`Encoding` -> (w, u), each (B, out_nc, H, W).
 
         The list is emptied as the maps are used, so inference frees each one early.
+        ``first_weights``: :meth:`split_first_weights` (None: split in each block).
         """
         d = feats.pop()  # e5
         while feats:  # D1 takes e4 (and e5), D2 e3, D3 e2, D4 e1
-            block = (self.D4, self.D3, self.D2, self.D1)[len(feats) - 1]
-            d = self._block(block, feats.pop(), d)
+            name = ("D4", "D3", "D2", "D1")[len(feats) - 1]
+            d = self._block(name, feats.pop(), d, first_weights)
         return self.w_generator(d), self.u_generator(d)
 
 
@@ -205,9 +231,10 @@ class DLSM(nn.Module):
                 nn.init.xavier_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def _use_channels_last(self, x):
+    def _use_channels_last(self, device):
+        """Whether the U-Net runs channels-last on ``device`` (torch.device)."""
         if self.channels_last is None:
-            return x.device.type in ("cpu", "cuda")
+            return device.type in ("cpu", "cuda")
         return bool(self.channels_last)
 
     def fuse(self, history, stage):
@@ -221,16 +248,21 @@ class DLSM(nn.Module):
             return F.conv2d(torch.cat(history, dim=1), weight, bias, padding=1)
         return getattr(self, f"Den_con{stage + 1}")(torch.cat(history, dim=1))
 
-    def prior(self, history, stage):
+    def prior(self, history, stage, first_weights=None):
         """U-Net on the fused features of ``history`` (see :meth:`fuse`) -> (w, u), each
-        (B, in_nc, H, W). Only the U-Net's padded input is kept while it runs."""
+        (B, in_nc, H, W). Only the U-Net's padded input is kept while it runs.
+
+        ``first_weights``: :meth:`Decoding.split_first_weights`, made once per forward (None: split here).
+        """
         height, width = history[0].shape[-2:]
         feat = pad_bottom_right(self.fuse(history, stage), self.pad_multiple)
-        if self._use_channels_last(feat):
+        if self._use_channels_last(feat.device):
             feat = feat.contiguous(memory_format=torch.channels_last)
         feats = self.Encoding(feat)
         del feat  # inference frees the HR input before the decoder's peak
-        w, u = self.Decoding(feats)
+        w, u = self.Decoding(feats, first_weights)
+        if w.shape[-2:] == (height, width):  # no padding to crop (training crops are multiples of 16)
+            return w, u
         return w[..., :height, :width], u[..., :height, :width]
 
     def forward(self, y, kernel):
@@ -244,14 +276,18 @@ class DLSM(nn.Module):
             Tensor: (B, in_nc, s*h, s*w), the last stage's estimate (not clamped).
         """
         hr_size = (y.shape[-2] * self.scale, y.shape[-1] * self.scale)
-        impl = resolve_blur_impl(self.blur_impl, hr_size, y.device)
-        spectrum = kernel_spectrum(kernel, hr_size) if impl == "fft" else None  # shared by the 2T+1 blurs
-        x = At(y, kernel, self.scale, impl, spectrum)
+        # prepared once for the 2T+1 applications (kernel weights, or the FFT blur's spectrum)
+        ops = DegradationOperators(kernel, self.scale, y.shape[1], hr_size, self.blur_impl)
+        first_weights = None
+        if self.Decoding.split_concat:
+            layout = torch.channels_last if self._use_channels_last(y.device) else torch.contiguous_format
+            first_weights = self.Decoding.split_first_weights(layout)
+        x = ops.At(y)
         history = []  # X_0..X_i (fused_dense) or conv(X_0)..conv(X_i) (literal form)
         for i in range(self.n_stages):
-            r = x + At(y - A(x, kernel, self.scale, impl, spectrum), kernel, self.scale, impl, spectrum)
+            r = x + ops.At(y - ops.A(x))
             history.append(x if self.fused_dense else self.conv(x))
-            w, u = self.prior(history, i)
+            w, u = self.prior(history, i, first_weights)
             x = lsm_prox(r, w, u, getattr(self, f"delta_{i}"))
         return x.contiguous()
 

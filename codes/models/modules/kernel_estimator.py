@@ -167,9 +167,10 @@ class KernelEstimator(nn.Module):
         self.Decoding_Block2 = DecodingBlock(nf)
         self.Conv_tail = ConvTail(nf, kernel_size)
 
-    def _use_channels_last(self, x):
+    def _use_channels_last(self, device):
+        """Whether the convolutions run channels-last on ``device`` (torch.device)."""
         if self.channels_last is None:
-            return x.device.type == "cuda"
+            return device.type == "cuda"
         return bool(self.channels_last)
 
     def forward(self, lr, return_kernel_map=True):
@@ -184,7 +185,7 @@ class KernelEstimator(nn.Module):
             tuple: kernel (B, l, l) >= 0 summing to 1; mean (B, nf, h, w) >= 0; log_var (B, nf, h, w);
             kernel_map (B, l*l, h, w) per-pixel kernels (softmax over channels).
         """
-        use_cl = self._use_channels_last(lr)
+        use_cl = self._use_channels_last(lr.device)
         if use_cl:
             lr = lr.contiguous(memory_format=torch.channels_last)
         down1, skip1 = self.Encoding_Block1(lr)
@@ -211,11 +212,10 @@ class KernelEstimator(nn.Module):
             kernel = kernel_map.mean(dim=(2, 3)).view(-1, l, l)
         if kernel_map is None or not return_kernel_map:
             kernel_map = None
-        elif use_cl:
+        else:
             kernel_map = kernel_map.contiguous()
-        if use_cl:
-            mean, log_var = mean.contiguous(), log_var.contiguous()
-        return kernel, mean, log_var, kernel_map
+        # contiguous whatever the layout the convolutions ran in (the input's or the weights'); free when already
+        return kernel, mean.contiguous(), log_var.contiguous(), kernel_map
 
     def _band_rows(self, z_shape, return_kernel_map):
         """Rows per band for the banded tail, or 0 for the plain tail (see the class notes)."""

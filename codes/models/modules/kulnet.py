@@ -99,14 +99,43 @@ class KULNet(nn.Module):
         """
         self.blur_impl = "transposed"
         self.channels_last = False
+        self.match_weight_layout()
         return self.set_memory_options(False)
+
+    def match_weight_layout(self, device=None):
+        """Store each part's convolution weights in the memory format of the maps they convolve on
+        ``device``: channels-last where :attr:`channels_last` runs that part channels-last there
+        (the DLSM U-Net on the CPU and CUDA, the estimator on CUDA by default), contiguous elsewhere.
+
+        Speed only; values, state_dict keys and shapes are unchanged (checkpoints are saved
+        contiguous). A weight in the other layout makes cuDNN convert it at every convolution,
+        forward and backward, and autograd convert each of its gradients back to the parameter's
+        layout (``AccumulateGrad``): small copies, hundreds per training step. Call it after
+        moving the network or changing :attr:`channels_last` (the training wrapper and the test
+        scripts' loader do); the parameters stay the same objects.
+
+        Args:
+            device (torch.device | str | None): where the network will run (default: where its
+                parameters are).
+
+        Returns:
+            KULNet: self.
+        """
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        # the DLSM's ``conv`` and ``Den_con*`` act on 3-channel NCHW stage estimates (or are composed): left as they are
+        parts = ((self.kernel_extra, (self.kernel_extra,)), (self.SR_net, (self.SR_net.Encoding, self.SR_net.Decoding)))
+        for part, modules in parts:
+            layout = torch.channels_last if part._use_channels_last(device) else torch.contiguous_format
+            for module in modules:
+                module.to(memory_format=layout)
+        return self
 
     def set_memory_options(self, enabled):
         """Turn the memory options on (the default) or off: the composed-weight dense fusion, the
         split decoder concatenations and the banded estimator tail. Each equals the literal network
         to float rounding; they lower the peak memory of inference and add operators to a training
-        step (x4, batch > 1: 112 ATen compute operators more per step, 1,320 against 1,208 when
-        counted; ``benchmarks/op_count.py``).
+        step (x4, batch > 1: 96 ATen compute operators more per step, 1,174 against 1,078 when
+        counted on 2026-11-26; ``benchmarks/op_count.py``).
 
         Returns:
             KULNet: self.

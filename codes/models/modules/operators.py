@@ -37,6 +37,16 @@ def _grouped_kernels(k, channels):
     return k.unsqueeze(1).expand(batch, channels, height, width).reshape(batch * channels, 1, height, width)
 
 
+def _depthwise(x, weight, radius, transposed=False):
+    """Correlate (or, with ``transposed``, transposed-convolve) channel ``b * C + c`` of ``x`` with
+    ``weight[b * C + c]``: ``x`` (B, C, H, W), ``weight`` (B * C, 1, l, l) -> (B, C, H, W)."""
+    batch, channels, height, width = x.shape
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    out = conv(x.reshape(1, batch * channels, height, width), weight.to(x.dtype), padding=radius,
+               groups=batch * channels)
+    return out.view(batch, channels, height, width)
+
+
 def blur_batch(x, k):
     """Correlate every channel of every image with that image's kernel (zero padding ``l // 2``).
 
@@ -47,11 +57,7 @@ def blur_batch(x, k):
     Returns:
         Tensor: (B, C, H, W), ``out[b, c, i, j] = sum_{p, q} k[b, p, q] x[b, c, i + p - l//2, j + q - l//2]``.
     """
-    batch, channels, height, width = x.shape
-    weight = _grouped_kernels(k.to(x.dtype), channels)
-    out = F.conv2d(x.reshape(1, batch * channels, height, width), weight,
-                   padding=k.shape[-1] // 2, groups=batch * channels)
-    return out.view(batch, channels, height, width)
+    return _depthwise(x, _grouped_kernels(k, x.shape[1]), k.shape[-1] // 2)
 
 
 def blur_transpose_batch(x, k, literal=False):
@@ -68,11 +74,7 @@ def blur_transpose_batch(x, k, literal=False):
     """
     if not literal:
         return blur_batch(x, torch.flip(k, dims=(-2, -1)))
-    batch, channels, height, width = x.shape
-    weight = _grouped_kernels(k.to(x.dtype), channels)
-    out = F.conv_transpose2d(x.reshape(1, batch * channels, height, width), weight,
-                             padding=k.shape[-1] // 2, groups=batch * channels)
-    return out.view(batch, channels, height, width)
+    return _depthwise(x, _grouped_kernels(k, x.shape[1]), k.shape[-1] // 2, transposed=True)
 
 
 def _fast_len(n):
@@ -174,14 +176,54 @@ def bicubic_up(y, scale):
     return F.interpolate(y, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
-def _blur(x, k, impl, spectrum, transpose):
-    if resolve_blur_impl(impl, x.shape[-2:], x.device) == "fft":
-        return blur_fft(x, k, transpose=transpose, spectrum=spectrum)
-    return blur_transpose_batch(x, k, literal=impl == "transposed") if transpose else blur_batch(x, k)
+class DegradationOperators:
+    """``A`` and ``Aᵀ`` for one batch of kernels, prepared once and applied many times.
+
+    A DLSM forward applies them 2T+1 times with the same kernels. The blur's weights (each kernel
+    repeated for the C channels, and flipped for ``Aᵀ``) or, for the FFT blur, the kernel spectrum
+    are built here once, so each application dispatches only its blur and its resampling; the
+    gradients for the kernels flow through the prepared weights as through per-call ones.
+
+    Args:
+        k (Tensor): (B, l, l) kernels, ``l`` odd.
+        scale (int): s.
+        channels (int): C of the images the operators act on.
+        hr_size (tuple[int, int]): (H, W) of the HR maps (what ``'auto'`` and the FFT size depend on).
+        impl (str): blur implementation, one of :data:`BLUR_IMPLS`.
+        spectrum (Tensor | None): a ready :func:`kernel_spectrum` of ``k`` for ``hr_size`` (FFT blur).
+    """
+
+    def __init__(self, k, scale, channels, hr_size, impl="direct", spectrum=None):
+        self.scale = scale
+        self.radius = k.shape[-1] // 2
+        self.impl = resolve_blur_impl(impl, hr_size, k.device)
+        if self.impl == "fft":
+            self.spectrum = kernel_spectrum(k, hr_size) if spectrum is None else spectrum
+            return
+        self.weight = _grouped_kernels(k, channels)  # (B * C, 1, l, l)
+        # 'direct': Aᵀ correlates with the flipped kernel; 'transposed': conv_transpose2d with k itself
+        self.weight_t = torch.flip(self.weight, dims=(-2, -1)) if self.impl == "direct" else self.weight
+
+    def blur(self, x, transpose=False):
+        """:func:`blur_batch` of ``x`` (B, C, H, W) with the kernels, or its adjoint with ``transpose``."""
+        if self.impl == "fft":
+            return blur_fft(x, None, transpose=transpose, spectrum=self.spectrum)
+        if transpose:
+            return _depthwise(x, self.weight_t, self.radius, transposed=self.impl == "transposed")
+        return _depthwise(x, self.weight, self.radius)
+
+    def A(self, x):
+        """Blur then bicubic downsampling: (B, C, s*h, s*w) -> (B, C, h, w)."""
+        return bicubic_down(self.blur(x), self.scale)
+
+    def At(self, y):
+        """The authors' ``Aᵀ``, bicubic upsampling then the transposed blur: (B, C, h, w) -> (B, C, s*h, s*w)."""
+        return self.blur(bicubic_up(y, self.scale), transpose=True)
 
 
 def A(x, k, scale, impl="direct", spectrum=None):
-    """Degradation operator: blur then bicubic downsampling.
+    """Degradation operator: blur then bicubic downsampling (one application; see
+    :class:`DegradationOperators` for many with the same kernels).
 
     Args:
         x (Tensor): (B, C, s*h, s*w) HR estimate, values around [0, 1].
@@ -193,7 +235,7 @@ def A(x, k, scale, impl="direct", spectrum=None):
     Returns:
         Tensor: (B, C, h, w).
     """
-    return bicubic_down(_blur(x, k, impl, spectrum, transpose=False), scale)
+    return DegradationOperators(k, scale, x.shape[1], x.shape[-2:], impl, spectrum).A(x)
 
 
 def At(y, k, scale, impl="direct", spectrum=None):
@@ -209,4 +251,5 @@ def At(y, k, scale, impl="direct", spectrum=None):
     Returns:
         Tensor: (B, C, s*h, s*w).
     """
-    return _blur(bicubic_up(y, scale), k, impl, spectrum, transpose=True)
+    hr_size = (y.shape[-2] * scale, y.shape[-1] * scale)
+    return DegradationOperators(k, scale, y.shape[1], hr_size, impl, spectrum).At(y)
