@@ -86,6 +86,7 @@ class KULNetModel:
             load_network(self.net, opt["path"]["pretrain_model_G"], strict=opt["path"]["strict_load"],
                          expected_scale=self.scale)
         self.net.train()
+        self.net.blur_impl = train_opt["blur_impl"]  # speed only (validation uses it too)
         self.net.match_weight_layout(self.device)  # before the optimiser: its states follow the weights
         self.net_train = self.net
         if world_size > 1:

@@ -110,6 +110,9 @@ TRAIN = {
     "compile": _k("str", "eager", choices=("eager", "default", "reduce-overhead", "max-autotune"),
                   help="torch.compile the network's training forward/backward with this mode "
                        "(eager: not compiled, the default; reduce-overhead adds CUDA graphs)"),
+    "blur_impl": _k("str", "auto", choices=("auto", "direct", "fft", "transposed"),
+                    help="the DLSM's 21x21 blurs (speed only, equal to float rounding): auto = FFT on "
+                         "the CPU at large sizes, direct elsewhere; fft; direct; transposed (the plain path's)"),
     "deterministic": _k("bool", False, help="deterministic CUDA kernels (bit-exact GPU resume, slower)"),
     "manual_seed": _k("int", 0, minimum=0, help="seed of every random generator (per rank: seed+rank)"),
     "val_freq": _k("int", 1000, minimum=1, help="validate every N iterations"),

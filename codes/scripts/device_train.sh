@@ -40,7 +40,8 @@
 #     The logs come back as one archive, device_logs.tgz, in both modes (at most 8 files come back).
 #     COMPILE=auto (with ITERS=auto): train with train.compile=reduce-overhead when the benchmark's
 #     x<S> (else x4) step is at least 15% faster with it (codes/scripts/plan_training.py; the compile
-#     time is taken off the iterations); COMPILE=<mode>: always.
+#     time is taken off the iterations); COMPILE=<mode>: always. With ITERS=auto an eager run also
+#     takes train.blur_impl=fft when the benchmark's x4 step was 3% faster with it; BLUR=<impl>: always.
 # Dry run on a CPU (checks the script and the shipping, not the model; tiny network, Set5 only):
 #     DRY=1 OUT=/tmp/dry bash codes/scripts/device_train.sh 4 0.2
 # PRETRAINED (default pretrained) is the folder of the shipped files and manifest (tests change it).
@@ -118,9 +119,11 @@ if [ -n "${END_BY:-}" ]; then  # the rest of the call's budget, less 25 s for sa
 fi
 ARGS+=(--time_budget "$MINUTES")
 if [ "$ITERS" = auto ]; then  # N iterations for the rest of the budget at the benchmark's step time
-    # (and, with COMPILE=auto, train.compile=reduce-overhead when the benchmark found it faster)
-    read -r ITERS COMPILE < <(python codes/scripts/plan_training.py "$OUT/bench.tgz" --scale "$SCALE" \
-                              --minutes "$MINUTES" --compile "${COMPILE:-eager}") || true
+    # (and, with COMPILE=auto, train.compile=reduce-overhead when the benchmark found it faster;
+    # train.blur_impl=fft for an eager run when the benchmark's FFT-blur step was faster)
+    FORCED_BLUR=${BLUR:-}
+    read -r ITERS COMPILE BLUR < <(python codes/scripts/plan_training.py "$OUT/bench.tgz" --scale "$SCALE" \
+                                   --minutes "$MINUTES" --compile "${COMPILE:-eager}") || true
     [ "$ITERS" = - ] && ITERS=""
     if [ -n "$ITERS" ]; then echo "ITERS=auto: cosine to $ITERS iterations"; cosine_to "$ITERS"
     else echo "warning: ITERS=auto: no train step time in the benchmark, or under 100 iterations; constant learning rate"; fi
@@ -128,6 +131,8 @@ fi
 COMPILE=${COMPILE:-eager}
 COMPILED=""
 if [ "$COMPILE" != eager ]; then ARGS+=(--set "train.compile=$COMPILE"); COMPILED="train.compile=$COMPILE, "; fi
+BLUR=${FORCED_BLUR:-${BLUR:-auto}}
+if [ "$BLUR" != auto ]; then ARGS+=(--set "train.blur_impl=$BLUR"); COMPILED="${COMPILED}train.blur_impl=$BLUR, "; fi
 SHIP+=(--train_options "options/train/train_demo.yml, ${ITERS:+cosine to ITERS=$ITERS, }${COMPILED}manual_seed=$SEED, codes/scripts/device_train.sh $SCALE $MINUTES")
 t0=$SECONDS
 # (|| keeps set -e from ending the group before train.rc is written when train.py fails)

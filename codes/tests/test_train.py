@@ -489,3 +489,22 @@ def test_resumed_optimiser_states_take_their_weights_layout():
         assert state[key].stride() == conv.weight.stride()
         torch.testing.assert_close(state[key], saved["state"][0][key], rtol=0, atol=0)
     assert resumed.state[conv.bias]["exp_avg"].stride() == (1,)
+
+
+def test_train_blur_impl_option_sets_the_networks_blur_and_trains_the_same(tmp_path):
+    """train.blur_impl (speed only): the wrapper's network uses it, and one step with the FFT blur
+    gives the losses and weights of the direct blur to float rounding (same seed, same batch)."""
+    from models import create_model
+
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    results = {}
+    for impl in ("direct", "fft"):
+        torch.manual_seed(0)
+        model = create_model(_tiny_opt(tmp_path, f"train: {{blur_impl: {impl}}}\n"), device="cpu")
+        assert model.net.blur_impl == impl
+        model.feed_data({"hr": hr})
+        assert model.optimize_parameters(1) is True
+        results[impl] = model.get_current_log()["l_total"], model.net.state_dict()
+    assert results["fft"][0] == pytest.approx(results["direct"][0], rel=1e-5)
+    for key, value in results["direct"][1].items():
+        torch.testing.assert_close(results["fft"][1][key], value, rtol=1e-4, atol=1e-6, msg=key)
