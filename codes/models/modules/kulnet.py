@@ -108,9 +108,10 @@ class KULNet(nn.Module):
         (the DLSM U-Net on the CPU and CUDA, the estimator on CUDA by default), contiguous elsewhere.
 
         Speed only; values, state_dict keys and shapes are unchanged (checkpoints are saved
-        contiguous). A weight in the other layout makes cuDNN convert it at every convolution,
-        forward and backward, and autograd convert each of its gradients back to the parameter's
-        layout (``AccumulateGrad``): small copies, hundreds per training step. Call it after
+        contiguous). With a weight in the other layout, autograd converts each of its gradients
+        back to the parameter's layout (``AccumulateGrad``; 58 copies a x4 step, counted on the
+        CPU), and cuDNN takes weights in the input's layout, so it is expected to convert the
+        weight at every convolution, forward and backward (not measured on a GPU yet). Call it after
         moving the network or changing :attr:`channels_last` (the training wrapper and the test
         scripts' loader do); the parameters stay the same objects.
 
