@@ -69,8 +69,8 @@ run 45 x4_fp16_fft  --scale 4 --precision fp16 --parts infer,train --blur fft --
 run 150 x4_fp16_compile_ro --scale 4 --precision fp16 --parts train --compile reduce-overhead --repeats 20 \
     --warmup 3
 # the weights in the layout of their maps (KULNet.match_weight_layout, default since 2026-11-26)
-# against contiguous weights, which cuDNN converts at every channels-last convolution and autograd
-# converts back for every weight gradient (the CPU count: 1,274 -> 1,174 ATen operators a x4 step)
+# against contiguous weights, whose gradients autograd converts back (counted on the CPU: 1,274 ->
+# 1,174 ATen operators a x4 step) and which cuDNN is expected to convert at every convolution
 run 45 x4_fp16_wcontig --scale 4 --precision fp16 --parts train --weight_layout contiguous --repeats 10 --warmup 3
 if [ -n "${QUICK:-}" ]; then
     # x2 (its step for plan_training.py too): host-bound when last timed (2026-11-25: GPU busy 33 of
