@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.modules.dlsm import DLSM, lsm_prox, pad_bottom_right
+from models.modules.dlsm import DLSM, pad_bottom_right
 from models.modules.kulnet import KULNet, KULNetOutput
 from models.networks import NETWORKS, define_G
 from utils.errors import KULNetError
@@ -190,14 +190,6 @@ def test_delta_init_and_dlsm_init():
     deltas = torch.cat([sr.get_parameter(f"delta_{i}") for i in range(4)])
     assert ((deltas - 0.1).abs() < 0.05).all()  # N(0.1, std 0.01)
     assert all((m.bias == 0).all() for m in sr.modules() if isinstance(m, torch.nn.Conv2d))
-
-
-def test_lsm_prox_closed_form():
-    r = torch.tensor([-1.0, 0.05, 0.5, 2.0])
-    u = torch.zeros(4)
-    w = torch.ones(4)
-    out = lsm_prox(r, w, u, torch.tensor([0.1]))
-    torch.testing.assert_close(out, torch.tensor([-0.9, 0.0, 0.4, 1.9]))
 
 
 @pytest.mark.parametrize("size", [(16, 16), (17, 33), (5, 7), (1, 3)])

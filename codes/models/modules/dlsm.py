@@ -165,11 +165,14 @@ class Decoding(nn.Module):
 
 
 def lsm_prox(r, w, u, delta):
-    """LSM proximal step: soft-thresholding of ``r`` towards ``u`` with threshold ``t = w·δ``.
+    """LSM proximal step: soft-thresholding of ``r`` towards ``u`` with ``t = w·δ``, computed with the
+    authors' masks (their checkpoints depend on it: trained models have ``t < 0`` at many pixels).
 
-    ``r + t`` where ``r < u − t``; ``r − t`` where ``r > u + t``; ``u`` elsewhere. ``w`` is not
-    constrained to be positive (as the authors); when ``t < 0`` both conditions can hold and the
-    first one wins (our reading of the piecewise definition).
+    ``c₁ = r + t`` where ``r < u − t`` (else ``r``), ``m₁ = [r − c₁ ≠ 0]``; ``c₃ = r − t`` where
+    ``r > u + t`` (else ``r``), ``m₃ = [r − c₃ ≠ 0]``; result ``c₁·m₁ + u·(1 − m₁ − m₃) + c₃·m₃``.
+    For ``t > 0`` that is the textbook rule (``r + t`` / ``u`` / ``r − t``). Where ``t < 0`` both
+    conditions can hold and the result is ``2r − u``; where ``r + t`` rounds to ``r`` the mask is 0
+    and the result is ``u``. The masks are evaluated in floating point, in the dtype of the operands.
 
     Args:
         r, w, u (Tensor): (B, C, H, W). delta (Tensor): (1,) stage scalar.
@@ -178,7 +181,11 @@ def lsm_prox(r, w, u, delta):
         Tensor: (B, C, H, W).
     """
     t = w * delta
-    return torch.where(r < u - t, r + t, torch.where(r > u + t, r - t, u))
+    c1 = torch.where(r < u - t, r + t, r)
+    m1 = (r - c1 != 0).to(c1.dtype)
+    c3 = torch.where(r > u + t, r - t, r)
+    m3 = (r - c3 != 0).to(c3.dtype)
+    return c1 * m1 + u * (1 - m1 - m3) + c3 * m3
 
 
 class DLSM(nn.Module):

@@ -1,0 +1,140 @@
+"""Faithfulness to the authors' code: their forward pass (``authors_forward.npz``: their weights in
+their checkpoint layout, real photo crops, their blind output and their non-blind output) and the
+LSM proximal step's closed forms."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from models.modules.dlsm import lsm_prox
+from models.networks import define_G
+
+CASES = ("x4_37x45", "x4_48x32", "x3_41x41", "x2_50x33")
+
+
+@pytest.fixture(scope="module")
+def fixture(request):
+    from conftest import SHARED_REFERENCE
+
+    path = os.path.join(SHARED_REFERENCE, "authors_forward.npz")
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is absent (the ../shared folder is not beside this checkout)")
+    return dict(np.load(path))
+
+
+def authors_state_dict(fixture):
+    """The fixture's weights as the authors' ``latest_G.pth`` holds them (a bare state_dict, float32)."""
+    return {k[len("weight/"):]: torch.from_numpy(v.astype(np.float32)) for k, v in fixture.items()
+            if k.startswith("weight/")}
+
+
+def run_case(fixture, case, plain):
+    """(blind SR, kernel, non-blind SR) of our network with the authors' weights, as numpy arrays."""
+    net = define_G({"scale": int(case[1])}).eval()
+    net.load_state_dict(authors_state_dict(fixture))  # as a user loads their checkpoint
+    if plain:
+        net.use_plain_path()
+    lr = torch.from_numpy(fixture[f"{case}/lr"])[None]
+    with torch.no_grad():
+        blind = net(lr)
+        given = net(lr, torch.from_numpy(fixture[f"{case}/true_kernel"])[None])
+    return blind.sr[0].numpy(), blind.kernel[0].numpy(), given.sr[0].numpy()
+
+
+def share_within(ours, theirs, tol):
+    """(fraction of values within ``tol``, a sentence on the rest for assertion messages)."""
+    diff = np.abs(ours - theirs)
+    off = diff > tol
+    where = np.argwhere(off)[:5].tolist()
+    return 1 - off.mean(), f"{off.sum()} of {off.size} values off by more than {tol} (max {diff.max():.3g}, at {where})"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_plain_path_reproduces_the_authors_forward(fixture, case):
+    sr, kernel, given = run_case(fixture, case, plain=True)
+    assert np.abs(kernel - fixture[f"{case}/kernel"]).max() <= 1e-6
+    for name, ours in (("sr", sr), ("sr_given_kernel", given)):
+        diff = np.abs(ours - fixture[f"{case}/{name}"]).max()
+        assert diff <= 1e-5, f"{case}/{name}: max |difference| {diff:.3g}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_default_path_agrees_with_the_authors_forward(fixture, case):
+    """Reordered float arithmetic (fused, FFT, channels-last) may flip one of the step's masks at a
+    rare pixel; the later stages then spread it. Everything else agrees to float rounding."""
+    sr, kernel, given = run_case(fixture, case, plain=False)
+    assert np.abs(kernel - fixture[f"{case}/kernel"]).max() <= 1e-6
+    for name, ours in (("sr", sr), ("sr_given_kernel", given)):
+        share, rest = share_within(ours, fixture[f"{case}/{name}"], 1e-4)
+        assert share >= 0.999, f"{case}/{name}: {rest}"
+
+
+def test_the_old_first_condition_reading_would_fail_the_fixture(fixture, monkeypatch):
+    """The test above can fail: the reading that lets the first condition win where ``t < 0`` moves
+    pixels of every case by far more than the tolerance."""
+    import models.modules.dlsm as dlsm
+
+    def first_wins(r, w, u, delta):
+        t = w * delta
+        return torch.where(r < u - t, r + t, torch.where(r > u + t, r - t, u))
+
+    monkeypatch.setattr(dlsm, "lsm_prox", first_wins)
+    sr, _, _ = run_case(fixture, "x2_50x33", plain=True)
+    assert np.abs(sr - fixture["x2_50x33/sr"]).max() > 0.1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_lsm_prox_closed_forms(dtype):
+    def prox(r, w, u, delta):
+        as_t = lambda v: torch.tensor(v, dtype=dtype)  # noqa: E731
+        return lsm_prox(as_t(r), as_t(w), as_t(u), torch.tensor([delta], dtype=dtype))
+
+    # t > 0, the textbook rule: r + t below u - t, r - t above u + t, u in between
+    out = prox([-1.0, 0.05, 0.5, 2.0], [1.0] * 4, [0.0] * 4, 0.125)
+    assert out.tolist() == [-0.875, 0.0, 0.375, 1.875]
+    # t < 0 (w < 0): inside u + t < r < u - t both masks hold, 2r - u; outside only one does
+    out = prox([0.25, -0.0625, 1.0, -1.0], [-1.0] * 4, [0.0] * 4, 0.5)
+    assert out.tolist() == [0.5, -0.125, 1.5, -1.5]
+    # t so small that r + t == r and r - t == r in this dtype: both masks 0, the result is u
+    tiny = 1e-9 if dtype == torch.float32 else 1e-5
+    out = prox([1.0, -1.0], [1.0, 1.0], [0.25, 0.25], tiny)
+    assert out.tolist() == [0.25, 0.25]
+    assert out.dtype == dtype
+
+
+def test_test_py_evaluation_path_on_an_authors_checkpoint(fixture, tmp_path):
+    """What ``test.py --checkpoint latest_G.pth`` runs (load_model + make_forward) gives the authors'
+    output for a bare state_dict saved as their code saves it, in a folder named by its scale."""
+    from utils.evaluation import load_model, make_forward
+
+    state = authors_state_dict(fixture)
+    for case in ("x4_37x45", "x2_50x33"):
+        scale = int(case[1])
+        path = tmp_path / f"x{scale}" / "latest_G.pth"
+        path.parent.mkdir()
+        torch.save(state, path)
+        opt = {"scale": scale, "kernel_size": 21, "checkpoint": str(path), "network_G": {}}
+        model, meta = load_model(opt, torch.device("cpu"))
+        assert meta["format"] == "authors"
+        forward = make_forward(model, scale)
+        with torch.inference_mode():
+            out = forward(torch.from_numpy(fixture[f"{case}/lr"])[None])
+        share, rest = share_within(out.sr[0].numpy(), fixture[f"{case}/sr"], 1e-4)
+        assert share >= 0.999, f"{case}: {rest}"
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_compiled_step_equals_eager_in_the_dtypes_of_autocast_training(half):
+    """Under autocast ``r`` is float32 (the blurs and resampling), ``w`` and ``u`` come from
+    convolutions in half precision and ``δ`` is a float32 parameter: the compiled step (inductor, as
+    ``train.compile`` uses it) gives the eager step's values, masks included, with ``t < 0`` at half
+    of the pixels."""
+    torch.manual_seed(0)
+    r, w, u = torch.randn(3, 2, 3, 24, 24).unbind(0)
+    w, u = w.to(half), u.to(half)
+    delta = torch.tensor([0.3])
+    eager = lsm_prox(r, w, u, delta)
+    compiled = torch.compile(lsm_prox, fullgraph=True)(r, w, u, delta)
+    assert eager.dtype == torch.float32 and bool(((w * delta) < 0).any())
+    assert torch.equal(compiled, eager)
