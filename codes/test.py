@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", help="weights file (ours or the authors' latest_G.pth)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble (flips and transposes)")
+    p.add_argument("--literal", action="store_true",
+                   help="the network's literal path: the authors' order of operations (slower)")
     p.add_argument("--precision", choices=PRECISION.choices,
                    help="inference autocast (default fp32, the paper's numerics; bf16 is faster, not exact)")
     p.add_argument("--datasets", nargs="+", metavar="[NAME=]FOLDER",
@@ -72,6 +74,8 @@ def build_options(args):
         raw["device"] = args.device
     if args.x8:
         raw["x8"] = True
+    if args.literal:
+        raw["literal"] = True
     if args.precision:
         raw["precision"] = args.precision
     if args.datasets:
@@ -101,7 +105,7 @@ def main(argv=None):
     record = reproducibility_record(opt, device, meta)
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | "
           f"{len(hr_sets)} dataset(s) x {len(opt['noise'])} noise level(s) x {len(kernels)} kernels"
-          f"{' | x8' if opt['x8'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
+          f"{' | x8' if opt['x8'] else ''}{' | literal' if opt['literal'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
 
     save_dir = os.path.join(opt["out"], "images") if opt["save_images"] else None
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],

@@ -5,7 +5,7 @@
                               [--tile N] [--no_border] [--x8] [--device cpu]
 
 For every image ``<name>.<ext>`` it writes into the output folder:
-``<name>_SR.png`` (grayscale when the input was grayscale, 8-bit), ``<name>_kernel.npy`` (21x21,
+``<name>_SR.png`` (8-bit RGB; a grayscale photo is restored as three equal channels, as the authors do), ``<name>_kernel.npy`` (21x21,
 float32, sums to 1), ``<name>_kernel.png`` (normalised, enlarged) and ``<name>_uncertainty.png``
 (heat map of the estimator's latent variance ``exp(2 log_var)`` averaged over channels, resized to
 the SR size: bright = where the kernel estimate is unsure).
@@ -61,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--tile", type=int, help="LR tile size for the SR part (0: automatic)")
     p.add_argument("--no_border", action="store_true", help="skip the border of KULNET.md §8")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble")
+    p.add_argument("--literal", action="store_true",
+                   help="the network's literal path: the authors' order of operations (slower)")
     p.add_argument("--precision", choices=PRECISION.choices,
                    help="inference autocast (default fp32; bf16 is about 3x faster on CPUs with AMX)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
@@ -89,6 +91,8 @@ def build_options(args):
         raw["border"] = False
     if args.x8:
         raw["x8"] = True
+    if args.literal:
+        raw["literal"] = True
     if args.precision:
         raw["precision"] = args.precision
     if args.device:
@@ -161,7 +165,7 @@ def restore_one(path, forward, opt, device, stem=None):
     if stem is None:
         stem = os.path.splitext(os.path.basename(path))[0]
     stem = os.path.join(opt["out"], stem)
-    write_image(f"{stem}_SR.png", tensor2img(sr), grayscale=info.was_grayscale)
+    write_image(f"{stem}_SR.png", tensor2img(sr))
     np.save(f"{stem}_kernel.npy", kernel)
     write_image(f"{stem}_kernel.png", kernel_figure(kernel))
     if out.log_var is not None:
@@ -169,7 +173,7 @@ def restore_one(path, forward, opt, device, stem=None):
         write_image(f"{stem}_uncertainty.png", heat)
     notes = []
     if info.was_grayscale:
-        notes.append("grayscale in, grayscale out")
+        notes.append("grayscale in, restored as three channels")
     if info.had_alpha:
         notes.append("alpha channel dropped, RGB out")
     if info.bit_depth == 16:
@@ -187,7 +191,7 @@ def main(argv=None):
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],
                            opt["precision"])
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "
-          f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
+          f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}{' | literal' if opt['literal'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
 
     done, skipped = 0, []
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""LR-only dataset for real photographs (no HR), with the border of KULNET.md §8.
+"""LR-only dataset for real photographs (no HR), with the authors' blurred border.
 
 Before restoration a real LR image gets a border of ``c`` LR pixels made of a heavily blurred,
 replicate-padded copy of itself; after restoration ``c * scale`` pixels are cropped from every side
@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from dataclasses import asdict
 from torch.utils.data import Dataset
 
+from data.kernels import isotropic_gaussian_kernels
 from utils.image_io import img2tensor, list_image_inputs, read_image
 
-# The authors' border widths (KULNET.md §8). The stated rule 2*c*s > 21 gives 3 at x4 but 6 and 4 at
-# x2 and x3; the table is what the authors used, so it wins; the rule covers other scales.
+# The authors' border widths. The stated rule 2*c*s > 21 gives 3 at x4 but 6 and 4 at x2 and x3;
+# the table is what the authors used, so it wins; the rule covers other scales.
 BORDER_WIDTHS = {2: 11, 3: 6, 4: 3}
 BORDER_SIGMA = 10.0
-# The blur's support is not given; we use 21x21 (the kernel size of the method), centred, zero padding.
 BORDER_KERNEL_SIZE = 21
 
 
@@ -28,19 +28,23 @@ def border_width(scale):
     return 21 // (2 * scale) + 1
 
 
-def _centred_gaussian(size, sigma, dtype, device):
-    """Normalised isotropic Gaussian (size, size), centred on the middle pixel."""
-    ax = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2.0
-    g = torch.exp(-(ax**2) / (2.0 * sigma**2))
-    k = g[:, None] * g[None, :]
-    return (k / k.sum()).to(dtype)
+def border_kernel(scale, dtype=torch.float32, device=None):
+    """The border's blur, made as the authors make every kernel (their real-photo outputs depend on it):
+    an isotropic Gaussian of standard deviation 10 on the ``l' x l'`` grid (``l' = 21 - s + 1``),
+    placed in the TOP-LEFT corner of 21x21 (not centred).
+
+    Returns:
+        Tensor: (21, 21), >= 0, sums to 1.
+    """
+    kernel = isotropic_gaussian_kernels(BORDER_SIGMA, BORDER_KERNEL_SIZE, int(scale), dtype=dtype)[0]
+    return kernel if device is None else kernel.to(device)
 
 
 def add_real_border(lr, scale):
-    """Give real LR images the blurred border of KULNET.md §8.
+    """Give real LR images the authors' blurred border, as they restore real photos.
 
-    Nearest upsampling by ``s``, replicate padding by ``c*s``, a 21x21 isotropic Gaussian blur
-    (sigma 10, zero padding), subsampling by ``s`` (from (0, 0)); the centre is then the LR itself.
+    Nearest upsampling by ``s``, replicate padding by ``c*s``, correlation with :func:`border_kernel`
+    (zero padding 10), subsampling by ``s`` from (0, 0); the centre is then the LR itself.
 
     Args:
         lr (Tensor): (B, C, h, w) in [0, 1].
@@ -53,8 +57,7 @@ def add_real_border(lr, scale):
     b, ch, h, w = lr.shape
     up = F.interpolate(lr, scale_factor=s, mode="nearest")
     up = F.pad(up, (c * s,) * 4, mode="replicate")
-    k = _centred_gaussian(BORDER_KERNEL_SIZE, BORDER_SIGMA, lr.dtype, lr.device)
-    weight = k.expand(ch, 1, BORDER_KERNEL_SIZE, BORDER_KERNEL_SIZE)
+    weight = border_kernel(s, lr.dtype, lr.device).expand(ch, 1, BORDER_KERNEL_SIZE, BORDER_KERNEL_SIZE)
     blurred = F.conv2d(up, weight, padding=BORDER_KERNEL_SIZE // 2, groups=ch)
     out = blurred[..., ::s, ::s].clone()
     out[..., c : c + h, c : c + w] = lr

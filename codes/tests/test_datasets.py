@@ -111,8 +111,10 @@ def _slow_border(lr, scale):
     c = border_width(scale)
     up = np.repeat(np.repeat(lr, scale, 0), scale, 1)
     up = np.pad(up, ((c * scale,) * 2, (c * scale,) * 2, (0, 0)), mode="edge")
-    ax = np.arange(21) - 10.0
-    g = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / 200.0)
+    size = 21 - scale + 1  # the authors' shifted grid, placed top-left in 21x21
+    ax = np.arange(size) - (size / 2 - 0.5)
+    g = np.zeros((21, 21))
+    g[:size, :size] = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / 200.0)
     g /= g.sum()
     blurred = np.stack([ndimage.correlate(up[..., ch], g, mode="constant", cval=0.0) for ch in range(3)], -1)
     out = blurred[::scale, ::scale].copy()

@@ -375,7 +375,7 @@ def test_make_forward_precision_bf16_close_to_fp32_and_fp16_refused_on_cpu():
     from _eval_helpers import tiny_model
     from utils.evaluation import make_forward
 
-    net = tiny_model(scale=2, seed=4)
+    net = tiny_model(scale=2, seed=4, positive_thresholds=True)
     lr = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = make_forward(net, 2)(lr)

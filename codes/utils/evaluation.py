@@ -184,7 +184,8 @@ def _check_size(label, hr_np, scale, crop_border):
 # ---------------------------------------------------------------------------------------- runtime
 def load_model(opt, device):
     """Build the network of ``opt`` (scale, kernel_size, network_G; the widths recorded in one of our
-    checkpoints are used), load ``opt['checkpoint']``.
+    checkpoints are used), load ``opt['checkpoint']``; ``opt['literal']`` runs the literal path
+    (every speed option off), else the fast path for ``device``.
 
     Returns:
         tuple: (model in eval mode on ``device``, metadata dict from ``load_network``).
@@ -195,7 +196,10 @@ def load_model(opt, device):
     contents = read_checkpoint(path)  # read once (~11 MB), used twice
     model = define_G({**opt, "network_G": network_options_for_checkpoint(opt, path, contents)})
     meta = load_network(model, path, strict=True, expected_scale=opt["scale"], contents=contents)
-    return model.eval().to(device).match_weight_layout(device), meta
+    model = model.eval().to(device)
+    if opt.get("literal"):
+        return model.use_plain_path(), meta
+    return model.match_weight_layout(device), meta
 
 
 INFERENCE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -78,6 +78,8 @@ TEST_SCHEMA = {
     },
     "save_images": Key("bool", True),
     "x8": Key("bool", False),
+    "literal": Key("bool", False, help="the network's literal path, in the authors' order of operations "
+                   "(their outputs to the bit on the CPU; slower); false: the fast path, equal to float rounding"),
     "precision": PRECISION,
     "tile": Key("int", None, nullable=True, minimum=0, help="LR tile size; ~/0 = automatic"),
     "tile_overlap": Key("int", 32, minimum=0),
@@ -98,6 +100,8 @@ REAL_SCHEMA = {
     "out": Key("path", None, nullable=True, help="default results/<name>"),
     "border": Key("bool", True, help="the border of KULNET.md §8"),
     "x8": Key("bool", False),
+    "literal": Key("bool", False, help="the network's literal path, in the authors' order of operations "
+                   "(their outputs to the bit on the CPU; slower); false: the fast path, equal to float rounding"),
     "precision": PRECISION,
     "tile": Key("int", None, nullable=True, minimum=0),
     "tile_overlap": Key("int", 32, minimum=0),
