@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from options.options import REPO_ROOT, read_yaml
-from utils.device import resolve_device
+from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import run_cli
 from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, check_hr_sets, load_model,
                               make_forward)
@@ -114,7 +114,9 @@ def main(argv=None):
                           opt["seed"], device, opt["baselines"], save_dir, log=tqdm.write)
     torch.manual_seed(opt["seed"])  # the latent's sampling, when network_G.sample_at_eval is on
     total = sum(len(s.items) for s in hr_sets) * len(kernels) * len(opt["noise"])
-    with torch.inference_mode(), tqdm(total=total, unit="img", file=sys.stderr) as bar:
+    # every image is restored once per kernel and noise level at one size: cuDNN's autotuning pays
+    with cudnn_autotuning(device.type == "cuda"), torch.inference_mode(), \
+            tqdm(total=total, unit="img", file=sys.stderr) as bar:
         rows = evaluator.run(hr_sets, kernels, opt["noise"], progress=bar.update)
 
     summary = summarize(rows)

@@ -31,11 +31,11 @@ import torch
 from tqdm import tqdm
 
 from data.lr_dataset import add_real_border, remove_real_border
-from utils.device import resolve_device
+from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.evaluation import load_model, make_forward
 from utils.figures import kernel_figure, uncertainty_map
-from utils.image_io import img2tensor, list_image_inputs, read_image, tensor2img, write_image
+from utils.image_io import image_size, img2tensor, list_image_inputs, read_image, tensor2img, write_image
 from utils.output_dir import prepare_output_dir
 from options.options import read_yaml
 from utils.test_options import PRECISION, apply_scale, check_real_paths, validate_real_options
@@ -132,6 +132,15 @@ def output_stems(paths):
     return stems
 
 
+def sizes_repeat(paths, x8=False, tile=None):
+    """Whether the network meets an input size more than once in this run (then cuDNN's autotuning
+    pays for itself): x8's transforms, fixed tiles, or photos that share a size (from the headers)."""
+    if x8 or tile:
+        return True
+    sizes = [image_size(p) for p in paths]
+    return len(set(sizes)) < len(sizes)
+
+
 def restore_one(path, forward, opt, device, stem=None):
     """Restore one photo and write its outputs.
 
@@ -193,8 +202,9 @@ def main(argv=None):
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "
           f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}{' | literal' if opt['literal'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
 
+    autotune = device.type == "cuda" and sizes_repeat(paths, opt["x8"], opt["tile"])
     done, skipped = 0, []
-    with torch.inference_mode():
+    with cudnn_autotuning(autotune), torch.inference_mode():
         for path, stem in tqdm(list(zip(paths, output_stems(paths))), unit="img", file=sys.stderr):
             name = os.path.basename(path)
             start = time.perf_counter()

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from data import create_dataset
 from data.epoch_sampler import ContinuousEpochSampler, SeededDataset
 from models import create_model
-from models.kulnet_model import derived_seed, load_training_state
+from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
 from models.validation import validate
 from options.options import dump, parse
 from utils.device import resolve_device
@@ -180,9 +180,6 @@ def _run(args, opt, stop, snapshot, t_launch):
     logger.info("precision %s, %d parameters, %d images, %d iterations per epoch", model.precision,
                 sum(p.numel() for p in model.net.parameters()), len(loader.dataset),
                 sampler.batches_per_epoch())
-    if model.compile_mode != "eager":
-        logger.info("train.compile=%s: the first iterations compile the network (a minute or more)",
-                    model.compile_mode)
     start_iter = 0
     if state is not None:
         weights = os.path.join(os.path.dirname(os.path.dirname(state_path)), "models", state["weights"])
@@ -198,6 +195,11 @@ def _run(args, opt, stop, snapshot, t_launch):
                            saved_batch)
 
     total = opt["train"]["niter"]
+    compile_mode, why = choose_compile_mode(opt["train"]["compile"], device, total - start_iter, args.time_budget)
+    if compile_mode != model.compile_mode:
+        model.use_compile(compile_mode)
+    logger.info("train.compile: %s (%s)%s", compile_mode, why,
+                "; the first iteration compiles the network (a minute or more)" if compile_mode != "eager" else "")
     per_epoch = sampler.batches_per_epoch()
     epoch, start_batch = divmod(start_iter, per_epoch)
     tb_logger = None

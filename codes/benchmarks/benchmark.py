@@ -13,13 +13,14 @@ Figures (one device, scale and precision per run; median of ``--repeats`` after 
               and full step at the training size, plus the forward at batch 16, LR 48 (the issue's
               843 GFLOP reference). Counted on the plain path (direct 21x21 blur), i.e. the nominal
               work of the authors' network; achieved TFLOP/s = step FLOPs / train ms.
+    blur      (on request) the DLSM's blur pair Aᵀ(A(x)) direct against FFT, with and without
+              autograd, at each HR side of ``--blur_sizes``: the evidence of ``blur_impl: auto``.
 
 Peak memory: torch.cuda.max_memory_allocated on CUDA, over the timed calls (reset after the
 warm-up: the steady state); the JSON's ``peak_mem_warmup_mib`` also counts the warm-up, where cuDNN's
 autotuning (``cudnn.benchmark``, on for the training parts as in train.py) tries algorithms with
-large workspaces: the first session's H100 inference figures (14 GiB at LR 128) were that. Inference
-runs with ``cudnn.benchmark`` off by default, as test.py and test_real.py do
-(``--infer_cudnn_benchmark`` turns it on). On the CPU the
+large workspaces. Inference runs with ``cudnn.benchmark`` on by default, as test.py does on CUDA
+(``--infer_cudnn_benchmark off`` turns it off). On the CPU the
 process's peak RSS (``resource.getrusage``), which only grows, so parts run smallest first and the
 JSON also gives the rise of the peak during each part. On the CPU the process CPU time per
 iteration is reported too: it is steadier than wall time when other jobs load the cores.
@@ -55,7 +56,8 @@ from utils.device import cudnn_autotuning, resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PARTS = ("train", "degrade", "infer", "flops")
+PARTS = ("train", "degrade", "infer", "flops", "blur")
+DEFAULT_PARTS = ("train", "degrade", "infer", "flops")  # blur: the evidence of blur_impl's rules, on request
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIB = 1024.0 * 1024.0
 
@@ -130,7 +132,7 @@ def _configure(net, args):
 
 
 def _maybe_compile(module, args):
-    return torch.compile(module, mode=args.compile) if args.compile else module
+    return module if args.compile_mode == "eager" else torch.compile(module, mode=args.compile_mode)
 
 
 # ----------------------------------------------------------------------------- parts
@@ -141,10 +143,11 @@ def _wrapper_model(args, device):
 
     overrides = [f"scale={args.scale}", f"datasets.train.GT_size={args.gt_size}",
                  f"datasets.train.batch_size={args.batch}", f"train.precision={args.precision}",
-                 f"device={device}", f"train.compile={args.compile or 'eager'}"]
+                 f"device={device}", "train.compile=eager"]
     opt = parse(os.path.join(REPO_ROOT, "options", "train", "train.yml"), overrides, check_paths=False)
     model = KULNetModel(opt, device=device)
     _configure(model.net, args)
+    model.use_compile(args.compile_mode)
     return model
 
 
@@ -229,7 +232,18 @@ def device_busy(averages, calls):
     return busy_us / 1e3 / calls, sum(e.count for e in events) / calls
 
 
-def write_profile(label, fn, context, unprofiled_ms, device, path, calls=PROFILE_CALLS):
+def profile_rows(averages, cuda, rows):
+    """The ``rows`` operators with the most self time (device time on CUDA, else CPU): name, calls
+    per profiled call, self ms per profiled call and share of the total."""
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in averages if getattr(e, attr, 0) > 0 and not getattr(e, "is_user_annotation", False)]
+    total = sum(getattr(e, attr) for e in events) or 1
+    top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:rows]
+    return [{"name": e.key, "calls": e.count / PROFILE_CALLS, "self_ms": round(getattr(e, attr) / 1e3 / PROFILE_CALLS, 4),
+             "share": round(getattr(e, attr) / total, 4)} for e in top]
+
+
+def write_profile(label, fn, context, unprofiled_ms, device, path, calls=PROFILE_CALLS, rows=40):
     """Write torch.profiler's op tables for ``calls`` calls of ``fn`` (sorted by device time on CUDA,
     else CPU time), headed by the device-busy time per call beside the unprofiled wall time: where the
     busy time is well below the wall time, the host's dispatch and launches bound the call."""
@@ -254,10 +268,16 @@ def write_profile(label, fn, context, unprofiled_ms, device, path, calls=PROFILE
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(head) + "\n\n")
-        f.write(averages.table(sort_by=key, row_limit=40, max_name_column_width=60))
+        f.write(averages.table(sort_by=key, row_limit=rows, max_name_column_width=60))
         f.write("\n\nby input shape\n")
         f.write(prof.key_averages(group_by_input_shape=True).table(
-            sort_by=key, row_limit=40, max_name_column_width=40, max_shapes_column_width=90))
+            sort_by=key, row_limit=rows, max_name_column_width=40, max_shapes_column_width=90))
+    summary = {"label": label, "calls": calls, "unprofiled_ms": unprofiled_ms, "time": "device" if cuda else "cpu",
+               "top": profile_rows(averages, cuda, rows)}
+    if cuda:
+        summary["device_busy_ms"], summary["device_events"] = device_busy(averages, calls)
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump(summary, f, indent=1)
     print(f"wrote {path}")
 
 
@@ -300,6 +320,40 @@ def bench_infer(args, device, to_profile=None):
     if to_profile is not None:
         to_profile.append(("infer", f"x{args.scale} inference, LR {size}x{size}, {args.infer_precision}",
                            lambda: run(lr), infer_context, timing["ms"]))
+    return results
+
+
+def bench_blur(args, device):
+    """The DLSM's blur pair, ``Aᵀ(A(x))`` with one batch of kernels, direct against FFT, with autograd
+    (forward and backward: training) and without (inference), at each HR side of ``--blur_sizes``:
+    what ``blur_impl: auto`` (``operators.BLUR_RULES``) is chosen from.
+
+    Returns:
+        list[dict]: per size ``hr_size``, ``batch`` and ``<train|infer>_<direct|fft>_ms``.
+    """
+    from data.kernels import random_kernel_params, make_kernels
+    from models.modules.operators import DegradationOperators
+
+    batch = args.batch if device.type == "cuda" else 1
+    gen = torch.Generator(device).manual_seed(0)
+    kernels = make_kernels(random_kernel_params(batch, gen, device), 21, args.scale)
+    results = []
+    for size in sorted(args.blur_sizes):
+        x = torch.rand(batch, 3, size, size, generator=gen, device=device)
+        row = {"hr_size": size, "batch": batch, "scale": args.scale}
+        for training in (True, False):
+            for impl in ("direct", "fft"):
+                def call(training=training, impl=impl):
+                    with torch.set_grad_enabled(training):
+                        inp = x.detach().requires_grad_(training)
+                        ops = DegradationOperators(kernels, args.scale, 3, (size, size), impl)
+                        out = ops.At(ops.A(inp))
+                        if training:
+                            out.sum().backward()
+
+                timing = time_call(call, device, args.repeats, args.warmup)
+                row[f"{'train' if training else 'infer'}_{impl}_ms"] = timing["ms"]
+        results.append(row)
     return results
 
 
@@ -361,6 +415,10 @@ def _table(report):
         row(f"degradation B{d['batch']} GT{d['gt_size']}", d)
     for d in r.get("infer", []):
         row(f"inference LR {d['lr_size']}x{d['lr_size']} {d['precision']}", d)
+    for d in r.get("blur", []):
+        lines.append(f"blur pair HR {d['hr_size']} B{d['batch']}: training direct {d['train_direct_ms']:.2f} / "
+                     f"fft {d['train_fft_ms']:.2f} ms, inference direct {d['infer_direct_ms']:.2f} / "
+                     f"fft {d['infer_fft_ms']:.2f} ms")
     if "flops" in r:
         f = r["flops"]
         ts = f["train_size"]
@@ -391,13 +449,14 @@ def _parse_args(argv):
     ap.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                     help="training autocast precision (fp16 uses a GradScaler, as the authors)")
-    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {','.join(PARTS)}")
+    ap.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                    help=f"comma list of {','.join(PARTS)} (default: all but blur)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--gt_size", type=int, default=None, help="HR crop side (default 48*scale)")
     ap.add_argument("--infer_sizes", default="128,256", help="comma list of LR sides for inference")
     ap.add_argument("--infer_precision", default="fp32", choices=tuple(PRECISIONS))
-    ap.add_argument("--infer_cudnn_benchmark", action="store_true",
-                    help="cuDNN autotuning for inference too (test.py does not use it; training does)")
+    ap.add_argument("--infer_cudnn_benchmark", default="on", choices=("on", "off"),
+                    help="cuDNN autotuning for inference (on: as test.py runs on CUDA)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--channels_last", default="auto", choices=("auto", "on", "off"),
@@ -413,13 +472,17 @@ def _parse_args(argv):
     ap.add_argument("--plain", action="store_true",
                     help="the plain path: every speed/memory option off (KULNet.use_plain_path; "
                     "overrides --blur, --channels_last and --memory_options), to measure what they are worth")
-    ap.add_argument("--compile", nargs="?", const="default", default=None,
-                    choices=("default", "reduce-overhead", "max-autotune"),
-                    help="torch.compile the network with this mode (default when no mode is given; off "
-                         "by default); reduce-overhead adds CUDA graphs")
+    ap.add_argument("--compile", nargs="?", const="default", default="auto",
+                    choices=("auto", "eager", "default", "reduce-overhead", "max-autotune"),
+                    help="torch.compile mode of the training step and inference; auto (default): as "
+                         "train.yml's auto decides for a full-length run (reduce-overhead on CUDA, eager "
+                         "on the CPU); eager: not compiled")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--step", default="wrapper", choices=("wrapper", "composed"),
                     help="training step from models.kulnet_model (default) or composed here")
+    ap.add_argument("--profile_rows", type=int, default=40, help="operators in each profile table")
+    ap.add_argument("--blur_sizes", default="48,96,192,512",
+                    help="comma list of HR sides for the blur part (batch 1 at the CPU, --batch on CUDA)")
     ap.add_argument("--profile", default=None,
                     help="also write torch.profiler tables of 3 calls, after the figures and the JSON: "
                          "the train step to this path, the inference at the largest --infer_sizes to "
@@ -433,6 +496,15 @@ def _parse_args(argv):
     if bad or not parts:
         raise KULNetError(f"--parts {args.parts}: unknown part(s) {bad}; choose from {','.join(PARTS)}")
     args.parts = parts
+    args.infer_cudnn_benchmark = args.infer_cudnn_benchmark == "on"
+    from models.kulnet_model import choose_compile_mode
+
+    args.compile_mode, _ = choose_compile_mode(args.compile, args.device if args.device != "auto" else
+                                               ("cuda" if torch.cuda.is_available() else "cpu"), 480000)
+    try:
+        args.blur_sizes = [int(v) for v in args.blur_sizes.split(",") if v.strip()]
+    except ValueError:
+        raise KULNetError(f"--blur_sizes {args.blur_sizes}: expected integers such as 96,192") from None
     if args.gt_size is None:
         args.gt_size = 48 * args.scale
     if args.gt_size % args.scale or args.gt_size < args.scale:
@@ -476,6 +548,8 @@ def main(argv=None):
         results["infer"] = bench_infer(args, device, to_profile)
     if "degrade" in args.parts:
         results["degrade"] = bench_degrade(args, device)
+    if "blur" in args.parts:
+        results["blur"] = bench_blur(args, device)
     if "train" in args.parts:
         results["train"] = bench_train(args, device, to_profile)
         if "flops" in results:
@@ -490,7 +564,7 @@ def main(argv=None):
         print(f"wrote {args.json}")
     # after the JSON, so that a run stopped by its time limit while profiling keeps its figures
     for part, label, fn, context, ms in to_profile or []:
-        write_profile(label, fn, context, ms, device, profile_path(args.profile, part))
+        write_profile(label, fn, context, ms, device, profile_path(args.profile, part), rows=args.profile_rows)
     return report
 
 

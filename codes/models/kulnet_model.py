@@ -37,6 +37,34 @@ def resolve_precision(name, device):
     return name
 
 
+# compile: auto compiles (CUDA graphs) only runs long enough to pay back the compilation (a minute
+# or two) many times over; the rest of the rule is in choose_compile_mode
+COMPILE_MIN_ITERATIONS = 10000
+COMPILE_MIN_MINUTES = 20.0
+
+
+def choose_compile_mode(setting, device, iterations_to_go, time_budget_min=None):
+    """The ``torch.compile`` mode of a run, and why, for the option ``train.compile``.
+
+    ``auto`` is ``reduce-overhead`` (the fixed-shape step replayed as CUDA graphs) on CUDA when the
+    run has at least :data:`COMPILE_MIN_ITERATIONS` iterations to go and no time budget shorter
+    than :data:`COMPILE_MIN_MINUTES`; ``eager`` on the CPU and for short runs. Other settings are
+    taken as they are.
+
+    Returns:
+        tuple[str, str]: (mode, a short reason for the log).
+    """
+    if setting != "auto":
+        return setting, "train.compile"
+    if torch.device(device).type != "cuda":
+        return "eager", f"auto: not on CUDA ({torch.device(device).type})"
+    if iterations_to_go < COMPILE_MIN_ITERATIONS:
+        return "eager", f"auto: {iterations_to_go} iterations to go, fewer than {COMPILE_MIN_ITERATIONS}"
+    if time_budget_min is not None and time_budget_min < COMPILE_MIN_MINUTES:
+        return "eager", f"auto: a time budget of {time_budget_min:g} minutes, under {COMPILE_MIN_MINUTES:g}"
+    return "reduce-overhead", f"auto: CUDA and {iterations_to_go} iterations to go"
+
+
 def derived_seed(*parts):
     """A 63-bit seed derived from integers (independent streams for rank/purpose/epoch)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
@@ -88,13 +116,16 @@ class KULNetModel:
         self.net.train()
         self.net.blur_impl = train_opt["blur_impl"]  # speed only (validation uses it too)
         self.net.match_weight_layout(self.device)  # before the optimiser: its states follow the weights
-        self.net_train = self.net
+        self.net_eager = self.net
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net_train = DistributedDataParallel(self.net, device_ids=ids)
-        self.compile_mode = train_opt["compile"]
-        if self.compile_mode != "eager":  # checkpoints and validation keep using the eager self.net
-            self.net_train = torch.compile(self.net_train, mode=self.compile_mode)
+            self.net_eager = DistributedDataParallel(self.net, device_ids=ids)
+        self.net_train = self.net_eager
+        self.compile_mode = "eager"
+        self.compile_pending = False  # True until the first compiled step has run (compilation happens there)
+        self.compile_failed = None  # why the compilation failed, when it did
+        if train_opt["compile"] not in ("eager", "auto"):  # auto is decided by the caller (use_compile)
+            self.use_compile(train_opt["compile"])
 
         params = [p for p in self.net.parameters() if p.requires_grad]
         adam_kw = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
@@ -126,6 +157,14 @@ class KULNetModel:
         self.last_checkpoint = None  # the newest state saved outside a run of skipped steps
         self.last_saved = None  # the newest state saved (what --auto_resume picks)
         self.log_dict = {}
+
+    def use_compile(self, mode):
+        """Train through ``torch.compile(mode=mode)`` (``'eager'``: not compiled). Checkpoints and
+        validation keep using the eager :attr:`net`. A compilation that fails at the first step
+        makes the run go on eagerly (see :meth:`optimize_parameters`)."""
+        self.compile_mode = mode
+        self.compile_pending = mode != "eager"
+        self.net_train = self.net_eager if mode == "eager" else torch.compile(self.net_eager, mode=mode)
 
     # ------------------------------------------------------------------ data
     def feed_data(self, data, degraded=None):
@@ -163,10 +202,10 @@ class KULNetModel:
         """
         self.scheduler.step(step)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self.net_train(self.lr)
-        loss, parts = self.criterion(out, self.hr, self.kernel, self.lr_clean)
-        self.scaler.scale(loss).backward()
+        if self.compile_pending:
+            loss, parts = self._first_compiled_step()
+        else:
+            loss, parts = self._forward_backward()
         finite = torch.isfinite(loss.detach()).float()
         if not self.scaler.is_enabled():  # fp16's grad scaler skips steps with non-finite gradients itself
             finite = finite * _gradients_finite(self.optimizer)
@@ -192,6 +231,35 @@ class KULNetModel:
         self.scaler.update()
         self.log_dict["nonfinite_total"] = self.nonfinite_total
         return True
+
+    def _forward_backward(self):
+        """The step's forward, losses and (scaled) backward; returns (loss, detached parts)."""
+        with self._autocast():
+            out = self.net_train(self.lr)
+        loss, parts = self.criterion(out, self.hr, self.kernel, self.lr_clean)
+        self.scaler.scale(loss).backward()
+        return loss, parts
+
+    def _first_compiled_step(self):
+        """:meth:`_forward_backward` through the compiled network, which compiles it. If that fails,
+        one warning line says why and the step is redone eagerly, from the same random state, and
+        the run goes on eagerly: a long run must not end at its first iteration for a compiler."""
+        rng = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+        try:
+            result = self._forward_backward()
+        except Exception as err:  # noqa: BLE001 - whatever the compiler raises, eager training still works
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            logger.warning("train.compile=%s failed at the first step (%s: %s); training goes on eagerly",
+                           self.compile_mode, type(err).__name__, reason)
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.set_rng_state(rng[0])
+            if rng[1] is not None:
+                torch.cuda.set_rng_state(rng[1], self.device)
+            self.use_compile("eager")
+            self.compile_failed = f"{type(err).__name__}: {reason}"
+            return self._forward_backward()
+        self.compile_pending = False
+        return result
 
     def _nonfinite_message(self, step):
         lr = self.opt["train"]["lr_G"]

@@ -107,12 +107,14 @@ TRAIN = {
     "grad_clip": _k("float", None, minimum=0, help="clip the gradient norm to this (None: off)"),
     "max_nonfinite": _k("int", 100, minimum=1,
                         help="stop after this many non-finite losses in a row"),
-    "compile": _k("str", "eager", choices=("eager", "default", "reduce-overhead", "max-autotune"),
-                  help="torch.compile the network's training forward/backward with this mode "
-                       "(eager: not compiled, the default; reduce-overhead adds CUDA graphs)"),
+    "compile": _k("str", "auto", choices=("auto", "eager", "default", "reduce-overhead", "max-autotune"),
+                  help="torch.compile of the training step: auto = reduce-overhead (CUDA graphs) on CUDA "
+                       "for runs of 10,000 iterations or more, eager otherwise; a failed compilation "
+                       "goes on eagerly"),
     "blur_impl": _k("str", "auto", choices=("auto", "direct", "fft", "transposed"),
-                    help="the DLSM's 21x21 blurs (speed only, equal to float rounding): auto = FFT on "
-                         "the CPU at large sizes, direct elsewhere; fft; direct; transposed (the plain path's)"),
+                    help="the DLSM's 21x21 blurs (speed only, equal to float rounding): auto = what was "
+                         "measured to win (FFT on the CPU, FFT for x4 training crops on CUDA, direct "
+                         "elsewhere); fft; direct; transposed (the literal path's)"),
     "deterministic": _k("bool", False, help="deterministic CUDA kernels (bit-exact GPU resume, slower)"),
     "manual_seed": _k("int", 0, minimum=0, help="seed of every random generator (per rank: seed+rank)"),
     "val_freq": _k("int", 1000, minimum=1, help="validate every N iterations"),

@@ -13,25 +13,30 @@ REPO_ROOT = os.path.dirname(CODES_DIR)
 TINY_NET = {"which_model_G": "KULNet", "est_nf": 8, "sr_nf": 8, "n_stages": 2}
 
 
-def tiny_model(scale=4, seed=0, positive_thresholds=False):
-    """A random-init KULNet with tiny widths (plumbing tests, not quality), in eval mode.
-
-    ``positive_thresholds``: the LSM scale heads output about 1 everywhere, so every threshold
+def make_thresholds_positive(net):
+    """Make the LSM scale head of a KULNet output about 1 everywhere, so that every threshold
     ``t = w·δ`` is positive and the proximal step is the textbook soft-thresholding, a contraction.
+
     Random weights give ``t < 0`` at about half of the pixels, where the authors' step returns
     ``2R − u`` and amplifies small input differences stage after stage: tests that compare an
     approximation (bf16, tiles) with the reference need the contraction to bound the difference.
+    Returns ``net``.
     """
+    with torch.no_grad():
+        last = net.SR_net.Decoding.w_generator[-1]
+        last.weight.mul_(0.01)
+        last.bias.fill_(1.0)
+    return net
+
+
+def tiny_model(scale=4, seed=0, positive_thresholds=False):
+    """A random-init KULNet with tiny widths (plumbing tests, not quality), in eval mode;
+    ``positive_thresholds``: see :func:`make_thresholds_positive`."""
     from models.networks import define_G
 
     torch.manual_seed(seed)
     net = define_G({"scale": scale, "network_G": dict(TINY_NET)}).eval()
-    if positive_thresholds:
-        with torch.no_grad():
-            last = net.SR_net.Decoding.w_generator[-1]
-            last.weight.mul_(0.01)
-            last.bias.fill_(1.0)
-    return net
+    return make_thresholds_positive(net) if positive_thresholds else net
 
 
 def write_tiny_checkpoint(path, scale=4, seed=0):

@@ -11,10 +11,13 @@ import sys
 import pytest
 import torch
 
-from models.modules.operators import (A, At, FFT_MIN_PIXELS, _fast_len, blur_batch, blur_fft,
+from models.modules.operators import (A, At, _fast_len, blur_batch, blur_fft,
                                       blur_transpose_batch, kernel_spectrum, resolve_blur_impl)
+from _eval_helpers import make_thresholds_positive
 from models.modules.kulnet import KULNet
 from utils.errors import KULNetError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -85,19 +88,30 @@ def test_fft_operators_and_gradients_match_direct():
 
 
 def test_resolve_blur_impl():
-    side = int(math.isqrt(FFT_MIN_PIXELS))
-    assert resolve_blur_impl("auto", (side, side), "cpu") == "fft"
-    assert resolve_blur_impl("auto", (side - 1, side - 1), "cpu") == "direct"
-    assert resolve_blur_impl("auto", (512, 512), "meta") == "direct"  # non-CPU: direct until measured
+    # the CPU: FFT from 32x32 on, training or not
+    for training in (True, False):
+        assert resolve_blur_impl("auto", (32, 32), "cpu", training) == "fft"
+        assert resolve_blur_impl("auto", (31, 32), "cpu", training) == "direct"
+    # CUDA: FFT for training maps of the x4 crop (192) and larger; x2/x3 crops and inference: direct
+    assert resolve_blur_impl("auto", (192, 192), "cuda", training=True) == "fft"
+    assert resolve_blur_impl("auto", (144, 144), "cuda", training=True) == "direct"
+    assert resolve_blur_impl("auto", (96, 96), "cuda", training=True) == "direct"
+    assert resolve_blur_impl("auto", (1024, 1024), "cuda", training=False) == "direct"
+    with torch.no_grad():  # unset: autograd's state decides
+        assert resolve_blur_impl("auto", (192, 192), "cuda") == "direct"
+    assert resolve_blur_impl("auto", (192, 192), "cuda") == "fft"
+    assert resolve_blur_impl("auto", (512, 512), "meta") == "direct"  # another device: direct
     assert resolve_blur_impl("direct", (512, 512), "cpu") == "direct"
     assert resolve_blur_impl("transposed", (512, 512), "cpu") == "transposed"
     with pytest.raises(ValueError):
         resolve_blur_impl("winograd", (8, 8), "cpu")
 
 
-def _nets(scale):
+def _nets(scale, positive_thresholds=False):
     torch.manual_seed(scale)
     fast = KULNet(scale=scale).eval()
+    if positive_thresholds:  # for comparisons in bf16 (see make_thresholds_positive)
+        make_thresholds_positive(fast)
     plain = KULNet(scale=scale).eval()
     plain.load_state_dict(fast.state_dict())
     plain.use_plain_path()
@@ -306,7 +320,7 @@ def test_fused_dense_under_bf16_autocast_close_to_literal():
 
 def test_default_network_runs_in_bfloat16_and_on_the_meta_device():
     """The composed fusion weights follow the parameters' dtype and need no autocast support."""
-    fast, plain = _nets(2)
+    fast, plain = _nets(2, positive_thresholds=True)
     lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         ref = plain(lr).sr
@@ -511,3 +525,34 @@ def test_memory_options_lower_the_peak_of_live_tensors():
             net(lr)
         peaks.append(meter.peak)
     assert peaks[0] < 0.7 * peaks[1], peaks
+
+
+def test_gpu_check_dry_run_and_rendered_tables(tmp_path):
+    """gpu_check.sh end to end on the CPU (DRY_RUN: tiny sizes) with the interpreter given as PYTHON,
+    then its tables rendered into a copy of codes/benchmarks/README.md from its JSON."""
+    import shutil
+
+    from benchmarks.render_tables import GPU_RUNS, main as render
+
+    out = tmp_path / "check"
+    env = {**os.environ, "DRY_RUN": "1", "DEADLINE": "900", "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "codes/benchmarks/gpu_check.sh", str(out)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for stem in GPU_RUNS:
+        assert f"{stem}: exit 0" in proc.stdout, proc.stdout
+        report = json.loads((out / f"{stem}.json").read_text())
+        assert report["results"]["train"]["ms"] > 0
+    defaults = json.loads((out / "x4_defaults.json").read_text())["results"]
+    assert {"train", "infer", "degrade", "blur"} <= set(defaults)
+    profile = json.loads((out / "x4_profile.json").read_text())
+    assert len(profile["top"]) == 15 and abs(sum(r["share"] for r in profile["top"]) - 1) < 1  # the top 15 only
+
+    readme = tmp_path / "README.md"
+    shutil.copy(os.path.join(REPO_ROOT, "codes", "benchmarks", "README.md"), readme)
+    assert render([str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    train_ms = json.loads((out / "x4_eager.json").read_text())["results"]["train"]["ms"]
+    assert f"| compile eager | {train_ms:.1f} |" in text  # the figure comes from the JSON
+    assert "| defaults (fp16, compile auto, blur auto) |" in text and "Profile of the x4 step" in text
+    assert "| cuda | training | 192x192 | fft |" in text  # the rule table, from BLUR_RULES

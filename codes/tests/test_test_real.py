@@ -165,3 +165,14 @@ def test_border_and_tiling_together(tiny_setup, tmp_path):
     assert np.abs(outs["whole"][0] - ref_sr).max() <= 1  # 8-bit rounding only
     # real tiles: not exact (utils/tiling.py); measured max 0.05/255 at this overlap, 3/255 at 8
     assert np.abs(outs["tiles"][0] - ref_sr).max() <= 1
+
+
+def test_cudnn_autotuning_only_where_sizes_repeat(tmp_path):
+    from test_real import sizes_repeat
+
+    for name, (h, w) in (("a", (16, 20)), ("b", (16, 24)), ("c", (16, 20))):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), smooth_image(h, w, seed=1))
+    a, b, c = (str(tmp_path / f"{n}.png") for n in "abc")
+    assert not sizes_repeat([a, b])
+    assert sizes_repeat([a, b, c])  # a and c share a size
+    assert sizes_repeat([a], x8=True) and sizes_repeat([a], tile=64)

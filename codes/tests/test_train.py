@@ -1,5 +1,6 @@
 """Training end to end on tiny images and a tiny network (CPU): outputs, exact resume, DDP, NaN guard."""
 import glob
+import logging
 import os
 import re
 import shutil
@@ -508,3 +509,58 @@ def test_train_blur_impl_option_sets_the_networks_blur_and_trains_the_same(tmp_p
     assert results["fft"][0] == pytest.approx(results["direct"][0], rel=1e-5)
     for key, value in results["direct"][1].items():
         torch.testing.assert_close(results["fft"][1][key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_compile_auto_decision_rule():
+    from models.kulnet_model import COMPILE_MIN_ITERATIONS, choose_compile_mode
+
+    long_run = COMPILE_MIN_ITERATIONS
+    assert choose_compile_mode("auto", "cuda", long_run)[0] == "reduce-overhead"
+    assert choose_compile_mode("auto", "cuda:1", 480000, time_budget_min=600)[0] == "reduce-overhead"
+    assert choose_compile_mode("auto", "cpu", 480000)[0] == "eager"  # the CPU stays eager
+    assert choose_compile_mode("auto", "cuda", long_run - 1)[0] == "eager"  # a short run
+    mode, why = choose_compile_mode("auto", "cuda", 480000, time_budget_min=6)
+    assert mode == "eager" and "6 minutes" in why  # a short time budget
+    for explicit in ("eager", "default", "reduce-overhead"):
+        assert choose_compile_mode(explicit, "cpu", 1)[0] == explicit
+
+
+def test_train_yml_ships_the_fast_defaults():
+    opt = parse(os.path.join(REPO_ROOT, "options", "train", "train.yml"), check_paths=False)
+    assert opt["train"]["compile"] == "auto" and opt["train"]["blur_impl"] == "auto"
+
+
+def test_a_failing_compilation_goes_on_eagerly(tmp_path, monkeypatch, caplog):
+    """A compiler error at the first step (simulated) gives one warning line and the run goes on
+    eagerly, with the losses and weights of a run that never tried to compile."""
+    from models import create_model
+
+    def broken_compile(module, mode=None, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("InductorError: no working C++ compiler\nmore lines of the trace")
+        return call
+
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    results = {}
+    for mode in ("eager", "reduce-overhead"):
+        torch.manual_seed(0)
+        model = create_model(_tiny_opt(tmp_path, "train: {compile: eager}\n"), device="cpu")
+        if mode != "eager":
+            monkeypatch.setattr(torch, "compile", broken_compile)
+            model.use_compile(mode)
+        losses = []
+        with caplog.at_level(logging.WARNING, logger="kulnet"):
+            for step in (1, 2):
+                model.feed_data({"hr": hr})
+                assert model.optimize_parameters(step) is True
+                losses.append(model.get_current_log()["l_total"])
+        results[mode] = losses, model.net.state_dict(), model
+    (eager_losses, eager_w, _), (fb_losses, fb_w, fallback) = results["eager"], results["reduce-overhead"]
+    warnings = [r.getMessage() for r in caplog.records if "train.compile" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "reduce-overhead failed at the first step (RuntimeError: InductorError: no working C++ compiler)" in warnings[0]
+    assert fallback.compile_mode == "eager" and fallback.net_train is fallback.net
+    assert fallback.compile_failed.startswith("RuntimeError")
+    assert fb_losses == eager_losses  # the step was redone from the same random state
+    for key, value in eager_w.items():
+        assert torch.equal(fb_w[key], value), key

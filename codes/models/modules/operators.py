@@ -17,18 +17,37 @@ Blur implementations (``impl``; all equal to float rounding):
 - ``'direct'``: both blurs are depthwise correlations (``F.conv2d``); the adjoint correlates with the
   flipped kernel, which for an odd kernel and padding ``l // 2`` is the transposed convolution.
 - ``'transposed'``: as ``'direct'``, but the adjoint is ``F.conv_transpose2d``, the literal transposed
-  convolution (the plain path; ``'direct'`` did this until 2026-11-26). On CUDA it runs cuDNN's
-  transposed convolution, which without autotuning took 14.2 ms a call on 1x3x1024x1024 float32 maps on
-  an H100, where the depthwise correlation of the same maps took 0.49 ms (``device_check.sh`` profile).
-- ``'fft'``: the Fourier domain (about 1e-7 relative in float32), ~10x faster on a CPU at HR sizes.
-- ``'auto'``: FFT on the CPU for maps of at least :data:`FFT_MIN_PIXELS` pixels, ``'direct'``
-  elsewhere (the GPU choice waits for a measurement).
+  convolution (the plain path). cuDNN's transposed convolution is much slower than the depthwise
+  correlation on these maps, hence ``'direct'``.
+- ``'fft'``: the Fourier domain (about 1e-7 relative in float32).
+- ``'auto'``: the first rule of :data:`BLUR_RULES` that matches the device, whether autograd is
+  recording (training) and the HR map size; ``'direct'`` where none does. The rules are what was
+  measured to win; ``codes/benchmarks/README.md`` has the figures behind each.
 """
+from typing import NamedTuple, Optional
+
 import torch
 import torch.nn.functional as F
 
 BLUR_IMPLS = ("auto", "direct", "fft", "transposed")
-FFT_MIN_PIXELS = 32 * 32  # on 2 CPU cores FFT ties the direct blur at 48x48 and wins above (10x at 512x512)
+
+
+class BlurRule(NamedTuple):
+    """``impl`` for maps of at least ``min_pixels`` HR pixels on ``device_type``; ``training``: only
+    while autograd records (True), only without it (False), or either (None)."""
+
+    device_type: str
+    training: Optional[bool]
+    min_pixels: int
+    impl: str
+
+
+# What 'auto' picks; anything not listed (x2/x3 training sizes and inference on CUDA) stays direct
+# until a measurement shows otherwise.
+BLUR_RULES = (
+    BlurRule("cpu", None, 32 * 32, "fft"),
+    BlurRule("cuda", True, 192 * 192, "fft"),  # the x4 training crop
+)
 
 
 def _grouped_kernels(k, channels):
@@ -95,18 +114,27 @@ def _fast_len(n):
     return best
 
 
-def resolve_blur_impl(impl, size, device):
-    """Turn ``'auto'`` into ``'direct'`` or ``'fft'`` for maps of ``size`` (H, W) on ``device``.
+def resolve_blur_impl(impl, size, device, training=None):
+    """Turn ``'auto'`` into an implementation for HR maps of ``size`` (H, W) on ``device`` by
+    :data:`BLUR_RULES`.
+
+    Args:
+        training (bool | None): whether the blur is differentiated; None: ``torch.is_grad_enabled()``.
 
     Raises:
         ValueError: an unknown name.
     """
     if impl not in BLUR_IMPLS:
         raise ValueError(f"blur impl {impl!r}: choose one of {BLUR_IMPLS}")
-    if impl == "auto":
-        big = size[0] * size[1] >= FFT_MIN_PIXELS
-        return "fft" if (torch.device(device).type == "cpu" and big) else "direct"
-    return impl
+    if impl != "auto":
+        return impl
+    training = torch.is_grad_enabled() if training is None else training
+    device_type = torch.device(device).type
+    for rule in BLUR_RULES:
+        if (rule.device_type == device_type and rule.training in (None, training)
+                and size[0] * size[1] >= rule.min_pixels):
+            return rule.impl
+    return "direct"
 
 
 def kernel_spectrum(k, size):
