@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks.timing import time_call  # noqa: E402
+from models.fast import accelerate, plain  # noqa: E402
 from utils.device import cudnn_autotuning, resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
@@ -119,16 +120,14 @@ def _autocast(device, precision):
 
 
 def _configure(net, args):
-    """Apply the speed options to a KULNet (unwrapped); ``--plain``: all of them off."""
+    """Apply the speed options to a KULNet (unwrapped); ``--plain``: the literal network."""
     if args.plain:
-        return net.use_plain_path()
-    net.blur_impl = args.blur
-    net.channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
-    if args.weight_layout == "matched":
-        net.match_weight_layout()
-    else:  # the weights as loaded: contiguous, whatever the maps' layout
+        return plain(net)
+    accelerate(net, blur_impl=args.blur, channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+               memory_options=args.memory_options == "on")
+    if args.weight_layout == "contiguous":  # the weights as loaded, whatever the maps' layout
         net.to(memory_format=torch.contiguous_format)
-    return net.set_memory_options(args.memory_options == "on")
+    return net
 
 
 def _maybe_compile(module, args):
@@ -332,7 +331,7 @@ def bench_blur(args, device):
         list[dict]: per size ``hr_size``, ``batch`` and ``<train|infer>_<direct|fft>_ms``.
     """
     from data.kernels import random_kernel_params, make_kernels
-    from models.modules.operators import DegradationOperators
+    from models.fast.operators import FastDegradationOperators
 
     batch = args.batch if device.type == "cuda" else 1
     gen = torch.Generator(device).manual_seed(0)
@@ -346,7 +345,7 @@ def bench_blur(args, device):
                 def call(training=training, impl=impl):
                     with torch.set_grad_enabled(training):
                         inp = x.detach().requires_grad_(training)
-                        ops = DegradationOperators(kernels, args.scale, 3, (size, size), impl)
+                        ops = FastDegradationOperators(kernels, args.scale, 3, (size, size), impl)
                         out = ops.At(ops.A(inp))
                         if training:
                             out.sum().backward()
@@ -369,8 +368,7 @@ def count_flops(scale, batch, lr_size, with_step=True):
     from models.networks import define_G
 
     meta = torch.device("meta")
-    net = define_G({"scale": scale}).to(meta).train()
-    net.use_plain_path()
+    net = define_G({"scale": scale}).to(meta).train()  # the literal network
     lr = torch.empty(batch, 3, lr_size, lr_size, device=meta)
     with FlopCounterMode(display=False) as fwd:
         net(lr)
@@ -465,12 +463,12 @@ def _parse_args(argv):
                     help="A/At blur: auto = FFT on the CPU at large sizes, direct elsewhere; transposed = direct with "
                     "At as F.conv_transpose2d (the plain path's)")
     ap.add_argument("--weight_layout", default="matched", choices=("matched", "contiguous"),
-                    help="matched: conv weights in the layout of their maps (KULNet.match_weight_layout, as "
-                    "train.py and test.py run); contiguous: as before 2026-11-26 (converted at each conv on CUDA)")
+                    help="matched: conv weights in the layout of their maps (models.fast.match_weight_layout, as "
+                    "train.py and test.py run); contiguous: the weights as loaded (converted at each conv on CUDA)")
     ap.add_argument("--memory_options", default="on", choices=("on", "off"),
-                    help="the memory options (KULNet.set_memory_options): fewer operators per step when off")
+                    help="the memory options (models.fast.accelerate): fewer operators per step when off")
     ap.add_argument("--plain", action="store_true",
-                    help="the plain path: every speed/memory option off (KULNet.use_plain_path; "
+                    help="the literal network: every speed/memory option off (models.fast.plain; "
                     "overrides --blur, --channels_last and --memory_options), to measure what they are worth")
     ap.add_argument("--compile", nargs="?", const="default", default="auto",
                     choices=("auto", "eager", "default", "reduce-overhead", "max-autotune"),

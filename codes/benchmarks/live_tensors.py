@@ -65,6 +65,7 @@ class LiveTensorPeak(TorchDispatchMode):
 
 
 def main(argv=None):
+    from models.fast import accelerate
     from models.modules.kulnet import KULNet
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,10 +77,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     net = KULNet(scale=args.scale).eval()
-    if args.plain:
-        net.use_plain_path()
-    elif args.layout == "gpu":
-        net.blur_impl, net.channels_last = "direct", True
+    if not args.plain:
+        accelerate(net, blur_impl="direct" if args.layout == "gpu" else "auto",
+                   channels_last=True if args.layout == "gpu" else None)
     lr = torch.rand(1, 3, args.lr, args.lr)
     with torch.no_grad(), LiveTensorPeak() as meter:
         net(lr)

@@ -57,12 +57,14 @@ def count_step(scale=4, plain=False, batch=2, gt_size=None, memory_options=True)
 
     Args:
         scale (int): 2, 3 or 4. plain (bool): every speed/memory option off.
-        memory_options (bool): False turns only the memory options off (``KULNet.set_memory_options``).
+        memory_options (bool): False turns only the memory options off (``models.fast.accelerate``).
         batch (int), gt_size (int | None): the HR batch (default 48·scale pixels a side, as in training).
 
     Returns:
         dict: phase -> :class:`OpCounter`, phases in :data:`PHASES` order.
     """
+    from models.fast import accelerate
+    from models.fast import plain as literal
     from models.kulnet_model import KULNetModel
     from options.options import REPO_ROOT, parse
 
@@ -73,11 +75,9 @@ def count_step(scale=4, plain=False, batch=2, gt_size=None, memory_options=True)
     torch.manual_seed(0)
     model = KULNetModel(opt, device=torch.device("cpu"))
     if plain:
-        model.net.use_plain_path()
-    else:
-        model.net.blur_impl, model.net.channels_last = "direct", True  # what runs on CUDA
-        model.net.match_weight_layout()  # as the wrapper does on CUDA
-        model.net.set_memory_options(memory_options)
+        literal(model.net)
+    else:  # a CUDA-like layout: channels-last everywhere, weights matched
+        accelerate(model.net, blur_impl="direct", channels_last=True, memory_options=memory_options)
     hr = torch.rand(batch, 3, gt_size, gt_size)
     model.feed_data({"hr": hr})
     model.optimize_parameters(1)  # Adam's state exists from here on, as in a running training
@@ -101,7 +101,7 @@ def main(argv=None):
     ap.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     ap.add_argument("--plain", action="store_true", help="every speed/memory option off")
     ap.add_argument("--memory_options", default="on", choices=("on", "off"),
-                    help="off: only the memory options off (KULNet.set_memory_options)")
+                    help="off: only the memory options off (models.fast.accelerate)")
     args = ap.parse_args(argv)
     counters = count_step(args.scale, args.plain, memory_options=args.memory_options == "on")
     label = ("plain path" if args.plain else

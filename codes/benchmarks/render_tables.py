@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.modules.operators import BLUR_RULES  # noqa: E402
+from models.fast.operators import BLUR_RULES  # noqa: E402
 from utils.atomic_save import atomic_write_text  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from data.degradation import Degradation
+from models.fast import accelerate
 from models.losses import KULNetLoss
 from models.lr_scheduler import IterationLR
 from models.networks import define_G, load_network, save_network
@@ -72,7 +73,7 @@ def derived_seed(*parts):
 
 def _match_state_layouts(optimizer):
     """Give each optimiser state tensor its parameter's strides. A resumed state saved with the
-    weights in another memory format (another device, or before ``KULNet.match_weight_layout``)
+    weights in another memory format (another device, or before ``models.fast.match_weight_layout``)
     would otherwise be refused by fused Adam, which needs parameters, gradients and states in one
     layout (and slow the foreach one)."""
     for group in optimizer.param_groups:
@@ -114,8 +115,8 @@ class KULNetModel:
             load_network(self.net, opt["path"]["pretrain_model_G"], strict=opt["path"]["strict_load"],
                          expected_scale=self.scale)
         self.net.train()
-        self.net.blur_impl = train_opt["blur_impl"]  # speed only (validation uses it too)
-        self.net.match_weight_layout(self.device)  # before the optimiser: its states follow the weights
+        # the fast forms (validation uses them too), before the optimiser: its states follow the weights
+        accelerate(self.net, self.device, blur_impl=train_opt["blur_impl"])
         self.net_eager = self.net
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None

@@ -149,7 +149,7 @@ def save_network(net, path, meta=None, dtype=None):
         json.dumps(info)
     except (TypeError, ValueError) as err:
         raise KULNetError(f"save_network meta: {err}; use plain Python values (int, float, str, lists, dicts)")
-    # contiguous: weights kept channels-last for speed (KULNet.match_weight_layout) are saved plain
+    # contiguous: weights kept channels-last for speed (models.fast.match_weight_layout) are saved plain
     params = {k: v.detach().cpu().contiguous() for k, v in _strip_prefixes(bare.state_dict()).items()}
     if dtype is not None:
         params = {k: v.to(dtype) if v.is_floating_point() else v for k, v in params.items()}

@@ -502,7 +502,7 @@ def test_train_blur_impl_option_sets_the_networks_blur_and_trains_the_same(tmp_p
     for impl in ("direct", "fft"):
         torch.manual_seed(0)
         model = create_model(_tiny_opt(tmp_path, f"train: {{blur_impl: {impl}}}\n"), device="cpu")
-        assert model.net.blur_impl == impl
+        assert model.net.SR_net.blur_impl == impl
         model.feed_data({"hr": hr})
         assert model.optimize_parameters(1) is True
         results[impl] = model.get_current_log()["l_total"], model.net.state_dict()

@@ -190,6 +190,7 @@ def load_model(opt, device):
     Returns:
         tuple: (model in eval mode on ``device``, metadata dict from ``load_network``).
     """
+    from models.fast import accelerate
     from models.networks import define_G, load_network, network_options_for_checkpoint, read_checkpoint
 
     path = opt["checkpoint"]
@@ -197,9 +198,7 @@ def load_model(opt, device):
     model = define_G({**opt, "network_G": network_options_for_checkpoint(opt, path, contents)})
     meta = load_network(model, path, strict=True, expected_scale=opt["scale"], contents=contents)
     model = model.eval().to(device)
-    if opt.get("literal"):
-        return model.use_plain_path(), meta
-    return model.match_weight_layout(device), meta
+    return (model if opt.get("literal") else accelerate(model, device)), meta
 
 
 INFERENCE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -4,7 +4,8 @@ Paper / reference: Z. Fang, W. Dong, X. Li, J. Wu, L. Li, G. Shi, "Uncertainty L
 Estimation for Multi-Stage Blind Image Super-Resolution", ECCV 2022.
 
 State-dict keys equal the authors' ``latest_G.pth`` (``kernel_extra.*``, ``SR_net.*``): 126 tensors,
-2,888,515 parameters at the default widths.
+2,888,515 parameters at the default widths. This is the literal network (the paper's order of
+operations); ``models.fast.accelerate(net, device)`` gives it its fast forms, with the same weights.
 """
 from typing import NamedTuple, Optional
 
@@ -61,90 +62,6 @@ class KULNet(nn.Module):
         self.kernel_size = kernel_size
         self.kernel_extra = KernelEstimator(in_nc, est_nf, kernel_size, sample_at_eval)
         self.SR_net = DLSM(scale, in_nc, sr_nf, n_stages)
-
-    @property
-    def channels_last(self):
-        """bool | None: channels-last convolutions (speed only, not in the state_dict).
-
-        None (default): the DLSM U-Net in channels-last on the CPU only; True/False: both parts.
-        """
-        return self.SR_net.channels_last
-
-    @channels_last.setter
-    def channels_last(self, value):
-        self.SR_net.channels_last = value
-        self.kernel_extra.channels_last = value
-
-    @property
-    def blur_impl(self):
-        """str: the DLSM blur, ``'auto'`` (FFT on the CPU at large sizes), ``'direct'``, ``'fft'`` or
-        ``'transposed'`` (the literal transposed convolution for ``Aᵀ``; see :mod:`models.modules.operators`)."""
-        return self.SR_net.blur_impl
-
-    @blur_impl.setter
-    def blur_impl(self, value):
-        from models.modules.operators import BLUR_IMPLS
-
-        if value not in BLUR_IMPLS:
-            raise KULNetError(f"blur_impl={value!r}: choose one of {BLUR_IMPLS}")
-        self.SR_net.blur_impl = value
-
-    def use_plain_path(self):
-        """Switch off every speed/memory option (direct blur with ``Aᵀ`` as a literal transposed
-        convolution, contiguous layout, literal dense fusion and decoder concatenations, unbanded
-        estimator tail): the reference numerics.
-
-        Returns:
-            KULNet: self.
-        """
-        self.blur_impl = "transposed"
-        self.channels_last = False
-        self.match_weight_layout()
-        return self.set_memory_options(False)
-
-    def match_weight_layout(self, device=None):
-        """Store each part's convolution weights in the memory format of the maps they convolve on
-        ``device``: channels-last where :attr:`channels_last` runs that part channels-last there
-        (the DLSM U-Net on the CPU and CUDA, the estimator on CUDA by default), contiguous elsewhere.
-
-        Speed only; values, state_dict keys and shapes are unchanged (checkpoints are saved
-        contiguous). With a weight in the other layout, autograd converts each of its gradients
-        back to the parameter's layout (``AccumulateGrad``; 58 copies a x4 step, counted on the
-        CPU), and cuDNN takes weights in the input's layout, so it is expected to convert the
-        weight at every convolution, forward and backward (not measured on a GPU yet). Call it after
-        moving the network or changing :attr:`channels_last` (the training wrapper and the test
-        scripts' loader do); the parameters stay the same objects.
-
-        Args:
-            device (torch.device | str | None): where the network will run (default: where its
-                parameters are).
-
-        Returns:
-            KULNet: self.
-        """
-        device = torch.device(device) if device is not None else next(self.parameters()).device
-        # the DLSM's ``conv`` and ``Den_con*`` act on 3-channel NCHW stage estimates (or are composed): left as they are
-        parts = ((self.kernel_extra, (self.kernel_extra,)), (self.SR_net, (self.SR_net.Encoding, self.SR_net.Decoding)))
-        for part, modules in parts:
-            layout = torch.channels_last if part._use_channels_last(device) else torch.contiguous_format
-            for module in modules:
-                module.to(memory_format=layout)
-        return self
-
-    def set_memory_options(self, enabled):
-        """Turn the memory options on (the default) or off: the composed-weight dense fusion, the
-        split decoder concatenations and the banded estimator tail. Each equals the literal network
-        to float rounding; they lower the peak memory of inference and add operators to a training
-        step (x4, batch > 1: 96 ATen compute operators more per step, 1,174 against 1,078 when
-        counted on 2026-11-26; ``benchmarks/op_count.py``).
-
-        Returns:
-            KULNet: self.
-        """
-        self.SR_net.fused_dense = bool(enabled)
-        self.SR_net.Decoding.split_concat = bool(enabled)
-        self.kernel_extra.tail_band_rows = None if enabled else 0
-        return self
 
     @property
     def sample_at_eval(self):
