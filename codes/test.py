@@ -20,11 +20,12 @@ from tqdm import tqdm
 from options.options import REPO_ROOT, read_yaml
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import run_cli
-from utils.evaluation import (SKIMAGE_PHOTOS, Evaluator, build_hr_sets, build_kernels, check_hr_sets, load_model,
-                              make_forward)
+from evaluation.evaluator import Evaluator
+from evaluation.inference import load_model, make_forward
+from evaluation.protocol import SKIMAGE_PHOTOS, build_hr_sets, build_kernels, check_hr_sets
 from utils.output_dir import prepare_output_dir
-from utils.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
-from utils.test_options import PRECISION, apply_scale, check_test_paths, validate_test_options
+from evaluation.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
+from options.inference_options import PRECISION, apply_scale, check_test_paths, validate_test_options
 
 DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")
 

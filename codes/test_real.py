@@ -19,7 +19,7 @@ By default the LR gets the authors' blurred border first (KULNET.md §8) and ``c
 from the SR result. RGBA inputs lose their alpha (noted), 16-bit inputs give 8-bit outputs (noted);
 corrupt files and images under ``MIN_LR_SIZE`` pixels a side are reported and skipped, the rest are
 processed. Large photos are restored tile by tile with one kernel estimated on the whole photo
-(:mod:`utils.tiling`).
+(:mod:`evaluation.tiling`).
 """
 import argparse
 import os
@@ -33,12 +33,12 @@ from tqdm import tqdm
 from data.lr_dataset import add_real_border, remove_real_border
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import KULNetError, run_cli
-from utils.evaluation import load_model, make_forward
-from utils.figures import kernel_figure, uncertainty_map
+from evaluation.inference import load_model, make_forward
+from evaluation.figures import kernel_figure, uncertainty_map
 from utils.image_io import image_size, img2tensor, list_image_inputs, read_image, tensor2img, write_image
 from utils.output_dir import prepare_output_dir
 from options.options import read_yaml
-from utils.test_options import PRECISION, apply_scale, check_real_paths, validate_real_options
+from options.inference_options import PRECISION, apply_scale, check_real_paths, validate_real_options
 
 MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
 # --input skimage: these photographs of the installed scikit-image package, used as LR inputs

@@ -27,7 +27,7 @@ from data import create_dataset
 from data.epoch_sampler import ContinuousEpochSampler, SeededDataset
 from models import create_model
 from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
-from models.validation import validate
+from evaluation.validation import validate
 from options.options import dump, parse
 from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli

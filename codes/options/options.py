@@ -9,7 +9,6 @@ root (the folder that holds ``codes/``), so ``datasets/DF2K/HR`` means ``<repo>/
 import copy
 import difflib
 import math
-import inspect
 import os
 
 import yaml
@@ -136,36 +135,6 @@ def _coerce(value, spec: Key, where, src):
     return out
 
 
-def network_schema(which_model):
-    """Schema of ``network_G`` for a network: its constructor's keyword arguments."""
-    from models.networks import NETWORKS, TOP_LEVEL_ARGS
-
-    names = tuple(NETWORKS)
-    if which_model not in NETWORKS:
-        return names, None
-    sig = inspect.signature(NETWORKS[which_model].__init__)
-    params = {n: p.default for n, p in sig.parameters.items()
-              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    schema = {"which_model_G": _k_str(names)}
-    for name, default in params.items():
-        if name in TOP_LEVEL_ARGS:
-            continue
-        if isinstance(default, bool):
-            t = "bool"
-        elif isinstance(default, int):
-            t = "int"
-        elif isinstance(default, float):
-            t = "float"
-        else:
-            t = "str"
-        schema[name] = Key(t, default, default is None)
-    return names, schema
-
-
-def _k_str(choices):
-    return Key("str", "KULNet", False, tuple(choices), "network class (models.networks.NETWORKS)")
-
-
 def validate(raw, schema, prefix, src):
     """Recursively check ``raw`` against ``schema``; returns a completed OptionDict."""
     if raw is None:
@@ -179,9 +148,7 @@ def validate(raw, schema, prefix, src):
     out = OptionDict(_path=prefix)
     for key, spec in schema.items():
         where = _join(prefix, key)
-        if key == "network_G" and spec is None:
-            out[key] = _validate_network(raw.get(key), where, src)
-        elif isinstance(spec, dict):
+        if isinstance(spec, dict):
             if key not in raw and where not in OPTIONAL_SECTIONS:
                 raise KULNetError(f"{src}: section '{where}' is missing; add it (see options/train/train.yml)")
             if key not in raw and where == "datasets.val":
@@ -199,16 +166,6 @@ def validate(raw, schema, prefix, src):
     return out
 
 
-def _validate_network(raw, where, src):
-    raw = dict(raw or {})
-    which = raw.get("which_model_G", "KULNet")
-    names, schema = network_schema(which)
-    if schema is None:
-        raise KULNetError(f"{src}: {where}.which_model_G = {which!r} is unknown; "
-                          f"{nearest_key(which, names, '')} (one of {list(names)})")
-    return validate(raw, schema, where, src)
-
-
 def _apply_override(raw, item, src):
     """Apply one ``a.b=value`` override (value parsed as YAML) to the raw option dict."""
     if "=" not in item:
@@ -222,8 +179,6 @@ def _apply_override(raw, item, src):
     schema, node = TRAIN_SCHEMA, raw
     for i, key in enumerate(keys):
         prefix = ".".join(keys[:i])
-        if schema is None and prefix == "network_G":
-            _, schema = network_schema(node.get("which_model_G", "KULNet"))
         if not isinstance(schema, dict) or key not in schema:
             valid = schema if isinstance(schema, dict) else {}
             raise KULNetError(f"--set {path}: unknown key '{_join(prefix, key)}'; "

@@ -4,8 +4,8 @@ A YAML option file is checked against :data:`TRAIN_SCHEMA` by :func:`options.opt
 Leaves are :class:`Key` objects; nested dicts are sections. Keys that are not in the schema are
 errors (with the nearest valid key suggested), so a misspelt key never silently becomes ``None``.
 
-The ``network_G`` section is checked against the constructor of the chosen network (its keyword
-arguments are the valid keys), so a network block maps straight onto its constructor.
+The ``network_G`` section holds the constructor arguments of the network (:data:`NETWORK_G`), so a
+network block maps straight onto its constructor (a test keeps the two in step).
 """
 from dataclasses import dataclass
 
@@ -128,6 +128,16 @@ LOGGER = {
     "progress_bar": _k("bool", True, help="tqdm progress bar on the console"),
 }
 
+# KULNet's constructor arguments other than scale and kernel_size (set at the top level)
+NETWORK_G = {
+    "which_model_G": _k("str", "KULNet", choices=("KULNet",), help="the network class"),
+    "in_nc": _k("int", 3, minimum=1, help="image channels"),
+    "est_nf": _k("int", 64, minimum=1, help="kernel estimator width (64 in the paper)"),
+    "sr_nf": _k("int", 32, minimum=1, help="DLSM width (32 in the paper)"),
+    "n_stages": _k("int", 4, minimum=1, help="DLSM stages T (4 in the paper)"),
+    "sample_at_eval": _k("bool", False, help="sample the latent at test time too, as the authors' test code"),
+}
+
 PATH = {
     "experiments_root": _k("path", "experiments", help="parent of the experiment folders"),
     "pretrain_model_G": _k("path", None, help="initial weights (ours or the authors' .pth)"),
@@ -143,7 +153,7 @@ TRAIN_SCHEMA = {
     "device": _k("str", "auto", help="auto (CUDA if present), cpu, cuda or cuda:N"),
     "datasets": {"train": TRAIN_DATASET, "val": VAL_DATASET},
     "degradation": DEGRADATION,
-    "network_G": None,  # checked against the network constructor (options.options)
+    "network_G": NETWORK_G,
     "train": TRAIN,
     "logger": LOGGER,
     "path": PATH,

@@ -38,7 +38,7 @@ from data.kernels import isotropic_gaussian_kernels  # noqa: E402
 from data.paired_dataset import load_kernel_file  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.output_dir import prepare_output_dir  # noqa: E402
-from utils.figures import kernel_image  # noqa: E402
+from evaluation.figures import kernel_image  # noqa: E402
 from utils.image_io import img2tensor, list_images, mod_crop, read_image, tensor2img, write_image  # noqa: E402
 
 KERNEL_PNG_ZOOM = 10

@@ -39,7 +39,7 @@ from models.networks import define_G, load_network, read_checkpoint, save_networ
 from options.options import REPO_ROOT, dump, read_yaml  # noqa: E402
 from utils.atomic_save import atomic_write_text  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
-from utils.results import format_number, sha256_file  # noqa: E402
+from evaluation.results import format_number, sha256_file  # noqa: E402
 
 PAPER_TRAINING = "480k iterations on DF2K (3,450 images), batch 16"
 README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"

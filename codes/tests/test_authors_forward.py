@@ -107,7 +107,7 @@ def test_lsm_prox_closed_forms(dtype):
 def test_test_py_evaluation_path_on_an_authors_checkpoint(fixture, tmp_path):
     """What ``test.py --checkpoint latest_G.pth`` runs (load_model + make_forward) gives the authors'
     output for a bare state_dict saved as their code saves it, in a folder named by its scale."""
-    from utils.evaluation import load_model, make_forward
+    from evaluation.inference import load_model, make_forward
 
     state = authors_state_dict(fixture)
     for case in ("x4_37x45", "x2_50x33"):

@@ -10,8 +10,8 @@ from _eval_helpers import CODES_DIR, smooth_image, write_tiny_checkpoint, write_
 from options.options import read_yaml
 from scripts.make_testset import main as make_testset_main
 from utils.errors import KULNetError
-from utils.evaluation import build_hr_sets, check_hr_sets, load_hr
-from utils.test_options import MIN_TILE, validate_real_options, validate_test_options
+from evaluation.protocol import build_hr_sets, check_hr_sets, load_hr
+from options.inference_options import MIN_TILE, validate_real_options, validate_test_options
 
 
 def _script(name):

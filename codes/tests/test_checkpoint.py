@@ -176,7 +176,7 @@ def test_partial_checkpoint_strict_and_non_strict(tmp_path):
 
 def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path, monkeypatch):
     from models.networks import network_options_for_checkpoint
-    from utils.evaluation import load_model
+    from evaluation.inference import load_model
 
     tiny = {"scale": 4, "kernel_size": 21, "network_G": {"est_nf": 8, "sr_nf": 8, "n_stages": 2}}
     net = define_G(tiny)
@@ -184,7 +184,7 @@ def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path, m
     save_network(net, path, {"iteration": 1})
     defaults = {"which_model_G": "KULNet", "in_nc": 3, "est_nf": 64, "sr_nf": 32, "n_stages": 4,
                 "sample_at_eval": False}  # what the validated test options hold when nothing is set
-    opt = {"scale": 4, "kernel_size": 21, "network_G": dict(defaults), "checkpoint": path}
+    opt = {"scale": 4, "kernel_size": 21, "network_G": dict(defaults), "checkpoint": path, "literal": True}
     assert network_options_for_checkpoint(opt, path)["sr_nf"] == 8
     reads = []
     real_load = torch.load

@@ -16,11 +16,12 @@ from data.degradation import blur_subsample, quantize
 from data.kernels import anisotropic_gaussian_kernels, paper_kernels
 from models.modules.kulnet import KULNetOutput
 from utils.errors import KULNetError
-from utils.evaluation import Evaluator, HRSet, ProtocolKernel, build_kernels
-from utils.results import COLUMNS, paper_table, summarize, write_results
+from evaluation.evaluator import Evaluator
+from evaluation.protocol import HRSet, ProtocolKernel, build_kernels
+from evaluation.results import COLUMNS, paper_table, summarize, write_results
 from utils.image_io import tensor2img, write_image
-from utils.metrics import calculate_psnr
-from utils.test_options import check_test_paths, validate_test_options
+from evaluation.metrics import calculate_psnr
+from options.inference_options import check_test_paths, validate_test_options
 
 
 # ------------------------------------------------------------------------------- table arithmetic
@@ -237,7 +238,7 @@ def test_test_py_default_run_without_checkpoint_explains_how_to_get_one(tmp_path
 
 
 def test_apply_scale_moves_the_shipped_defaults_only():
-    from utils.test_options import apply_scale
+    from options.inference_options import apply_scale
 
     raw = {"name": "KULNet_x4_test", "checkpoint": "pretrained/KULNet_x4.pth"}
     apply_scale(raw, 2)
@@ -315,7 +316,7 @@ def test_test_py_end_to_end_with_a_random_checkpoint(tmp_path):
 
 # -------------------------------------------------------------------------------------- figures
 def test_kernel_and_uncertainty_figures():
-    from utils.figures import comparison_figure, kernel_figure, kernel_image, uncertainty_map
+    from evaluation.figures import comparison_figure, kernel_figure, kernel_image, uncertainty_map
 
     k = paper_kernels(4)[0]
     img = kernel_image(k, zoom=3)
@@ -360,7 +361,7 @@ def test_bicubic_on_set5_x4_matches_the_authors_pipeline(shared_datasets):
     """Anchor from the authors' code (issue 7, measured 2026-11-25): bicubic upsampling of the LR made
     by their pipeline scores 21.29 dB (PSNR_Y, Set5, x4, nine kernels, noise 0). Checks the kernels,
     degradation, mod-crop, Y conversion and border crop of the protocol end to end."""
-    from utils.evaluation import build_hr_sets
+    from evaluation.protocol import build_hr_sets
 
     opt = validate_test_options({"datasets": [{"name": "Set5",
                                                "dataroot_HR": os.path.join(shared_datasets, "Set5", "HR")}]})
@@ -373,7 +374,7 @@ def test_bicubic_on_set5_x4_matches_the_authors_pipeline(shared_datasets):
 
 def test_make_forward_precision_bf16_close_to_fp32_and_fp16_refused_on_cpu():
     from _eval_helpers import tiny_model
-    from utils.evaluation import make_forward
+    from evaluation.inference import make_forward
 
     net = tiny_model(scale=2, seed=4, positive_thresholds=True)
     lr = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))

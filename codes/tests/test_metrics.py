@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from utils.metrics import (calculate_psnr, calculate_psnr_batch, calculate_ssim, calculate_ssim_batch, kernel_psnr,
+from evaluation.metrics import (calculate_psnr, calculate_psnr_batch, calculate_ssim, calculate_ssim_batch, kernel_psnr,
                            rgb_to_y)
 
 

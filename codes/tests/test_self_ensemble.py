@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from data.degradation import blur_subsample
 from data.kernels import anisotropic_gaussian_kernels
 from models.modules.kulnet import KULNetOutput
-from utils.self_ensemble import (TRANSFORMS, inverse_image, inverse_kernel, self_ensemble, sr_shift,
+from evaluation.self_ensemble import (TRANSFORMS, inverse_image, inverse_kernel, self_ensemble, sr_shift,
                                  transform_image, transform_kernel)
 
 

@@ -126,7 +126,7 @@ def test_continuation_rules_and_one_line_errors(tmp_path):
     from scripts.ship_model import check_readme, continuation, load_manifest
     from utils.atomic_save import atomic_write_text
     from utils.errors import KULNetError
-    from utils.results import sha256_file
+    from evaluation.results import sha256_file
 
     shipped, full, other = (tmp_path / n for n in ("KULNet_x4.pth", "f32.pth", "other.pth"))
     for path, content in ((shipped, b"half"), (full, b"full"), (other, b"x")):

@@ -125,7 +125,7 @@ def test_border_and_tiling_together(tiny_setup, tmp_path):
     import test_real
     from _eval_helpers import tiny_model
     from data.lr_dataset import add_real_border
-    from utils.evaluation import make_forward
+    from evaluation.inference import make_forward
 
     _, opt = tiny_setup
     img = tmp_path / "photo.png"

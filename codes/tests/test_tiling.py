@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from _eval_helpers import tiny_model
-from utils.tiling import (AUTO_TILE_HR, MAX_UNTILED_HR_PIXELS, auto_tile, tile_alignment, tiled_forward,
+from evaluation.tiling import (AUTO_TILE_HR, MAX_UNTILED_HR_PIXELS, auto_tile, tile_alignment, tiled_forward,
                           tiled_restore)
 
 
@@ -56,7 +56,7 @@ def test_one_tile_covering_the_image_is_the_untiled_run():
 
 
 def test_kulnet_tiles_share_one_kernel_and_stay_close():
-    model = tiny_model(scale=4)
+    model = tiny_model(scale=4, positive_thresholds=True)  # see make_thresholds_positive
     lr = _smooth_lr(40, 40, seed=1)
     with torch.inference_mode():
         ref = model(lr)

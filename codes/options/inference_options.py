@@ -18,9 +18,11 @@ import os
 import re
 
 from options.options import check_device, check_kernel_size, nearest_key, resolve_path, validate
-from options.schema import Key
+from options.schema import NETWORK_G, Key
 from utils.errors import KULNetError
-from utils.evaluation import INFERENCE_PRECISIONS
+
+# inference precisions: fp32 (the reference numerics), then autocast in bfloat16 or float16
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 _DEVICES = "auto, cpu, cuda or cuda:N"
 DEFAULT_CHECKPOINT = "pretrained/KULNet_x4.pth"
@@ -57,7 +59,7 @@ def apply_scale(raw, scale):
         raw["name"] = SHIPPED_NAME.sub(f"KULNet_x{scale}", name or "KULNet_x4_test", count=1)
 
 
-PRECISION = Key("str", "fp32", choices=tuple(INFERENCE_PRECISIONS),
+PRECISION = Key("str", "fp32", choices=PRECISIONS,
                 help="inference autocast; fp32 = the paper's numerics, bf16 about 3x faster on AMX CPUs")
 
 # Scalar keys and sections of options/test/test.yml; 'datasets' and 'kernels' are checked below.
@@ -68,7 +70,7 @@ TEST_SCHEMA = {
     "seed": Key("int", 0, help="noise seed, reset for every dataset x noise x kernel"),
     "device": Key("str", "auto", help=_DEVICES),
     "checkpoint": Key("path", DEFAULT_CHECKPOINT),
-    "network_G": None,  # checked against the network constructor (options.options)
+    "network_G": NETWORK_G,
     "kernel_file": Key("path", None, nullable=True, help=".npy (N, l, l) kernels instead of 'kernels'"),
     "noise": Key("float_list", [0.0], help="noise levels, 0..255 units"),
     "crop_border": Key("int", None, nullable=True, minimum=0, help="default: the scale"),
@@ -95,7 +97,7 @@ REAL_SCHEMA = {
     "kernel_size": Key("int", 21, minimum=1),
     "device": Key("str", "auto", help=_DEVICES),
     "checkpoint": Key("path", DEFAULT_CHECKPOINT),
-    "network_G": None,
+    "network_G": NETWORK_G,
     "input": Key("path", "datasets/historical", help="a folder of LR images or one image"),
     "out": Key("path", None, nullable=True, help="default results/<name>"),
     "border": Key("bool", True, help="the border of KULNET.md §8"),
