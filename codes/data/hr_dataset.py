@@ -112,10 +112,10 @@ class HRDataset(Dataset):
         size = int(self.gt_size)
         rng = _item_rng()
         top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        patch = augment(window(top, left, size), rng, self.use_flip, self.use_rot)
+        patch = augment(window(top, left, size), rng, self.use_flip, self.use_rot).transpose(2, 0, 1)
         if self.uint8_crops and patch.dtype == np.uint8:
-            return {"hr": torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1))), "path": name}
-        return {"hr": img2tensor(raw_to_float(patch))[0], "path": name}
+            return {"hr": torch.from_numpy(np.ascontiguousarray(patch)), "path": name}
+        return {"hr": torch.from_numpy(raw_to_float(patch)), "path": name}  # one copy, already (3, G, G)
 
 
 def crop_too_small(name, h, w, gt_size):

@@ -3,11 +3,9 @@ import os
 import pickle
 from collections import OrderedDict
 
-import cv2
-import lmdb
-import numpy as np
 import pytest
 import torch
+from _lmdb_helpers import authors_lmdb, write_kinds
 
 from data import HRDataset, LMDBHRDataset, create_dataset
 from options.options import parse
@@ -15,41 +13,9 @@ from utils.errors import KULNetError
 from utils.lmdb_layout import detect_data_type, read_meta_info
 
 
-def _images(folder, seed=0):
-    """Tiny files of every kind the folder reader converts: 8-bit RGB, gray, BGRA (as OpenCV writes)."""
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    cv2.imwrite(os.path.join(folder, "a_rgb.png"), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
-    cv2.imwrite(os.path.join(folder, "b_gray.png"), rng.integers(0, 256, (66, 64), dtype=np.uint8))
-    cv2.imwrite(os.path.join(folder, "c_rgba.png"), rng.integers(0, 256, (64, 70, 4), dtype=np.uint8))
-    return str(folder)
-
-
-def authors_lmdb(folder, out, meta_extra=None):
-    """An LMDB made as MANet's/BasicSR's create_lmdb makes one: the files as OpenCV reads them
-    (unchanged: gray stays one channel, BGRA four), key = stem (ASCII), value = tobytes()."""
-    names = sorted(os.listdir(folder))
-    env = lmdb.open(str(out), map_size=2**26)
-    keys, res = [], []
-    with env.begin(write=True) as txn:
-        for name in names:
-            img = cv2.imread(os.path.join(folder, name), cv2.IMREAD_UNCHANGED)
-            h, w = img.shape[:2]
-            c = 1 if img.ndim == 2 else img.shape[2]
-            key = os.path.splitext(name)[0]
-            txn.put(key.encode("ascii"), img.tobytes())
-            keys.append(key)
-            res.append(f"{c}_{h}_{w}")
-    env.close()
-    meta = {"name": "made_by_hand", "keys": keys, "resolution": res, **(meta_extra or {})}
-    with open(os.path.join(out, "meta_info.pkl"), "wb") as handle:
-        pickle.dump(meta, handle)
-    return str(out)
-
-
 @pytest.fixture
 def pair(tmp_path):
-    folder = _images(tmp_path / "hr")
+    folder = write_kinds(tmp_path / "hr")
     return folder, authors_lmdb(folder, tmp_path / "hr.lmdb")
 
 
