@@ -29,7 +29,6 @@ import torch  # noqa: E402
 
 from data import create_dataset  # noqa: E402
 from data.loader import build_train_loader, hr_to_device  # noqa: E402
-from options.options import resolve_path  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.lmdb_layout import detect_data_type  # noqa: E402
@@ -56,7 +55,7 @@ def parse_args(argv=None):
 def loader_options(args):
     """The option subset :func:`build_train_loader` reads, as the option parser would complete it."""
     gt_size = args.gt_size or 48 * args.scale
-    train = {"mode": "HR", "dataroot_GT": resolve_path(args.dataroot), "data_type": None, "GT_size": gt_size,
+    train = {"mode": "HR", "dataroot_GT": os.path.abspath(args.dataroot), "data_type": None, "GT_size": gt_size,
              "batch_size": args.batch, "n_workers": args.workers, "use_shuffle": True, "use_flip": True,
              "use_rot": True, "name": "train"}
     return {"scale": args.scale, "datasets": {"train": train}, "train": {"manual_seed": args.seed}}
