@@ -14,9 +14,10 @@ from utils.stop_request import ignore_stop_signals, stop_workers_at_exit
 from . import create_dataset
 from .epoch_sampler import ContinuousEpochSampler, SeededDataset
 
-# batches each worker reads ahead: evens out slow reads (cold pages, a busy disk) at the cost of
-# a few MB of shared memory per worker
-PREFETCH_FACTOR = 4
+# batches each worker reads ahead of uint8 crops: evens out slow reads (cold pages, a busy disk);
+# 4x smaller than float batches, so this takes half the shared memory of the default 2 float batches
+# (a container's /dev/shm is often small)
+PREFETCH_UINT8 = 4
 
 
 class RepeatedDataset(Dataset):
@@ -75,7 +76,7 @@ def build_train_loader(opt, rank, world, device, uint8_crops=None, repeat=1):
     loader = DataLoader(
         SeededDataset(dataset), batch_size=per_rank, sampler=sampler, drop_last=True, collate_fn=collate_hr,
         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
+        prefetch_factor=(PREFETCH_UINT8 if uint8_crops else 2) if workers > 0 else None,
         worker_init_fn=ignore_stop_signals if workers > 0 else None,
         # its own generator: creating an iterator must not consume the training RNG (exact resume)
         generator=torch.Generator())
