@@ -117,7 +117,7 @@ class SeededDataset(Dataset):
         index, seed = key
         if get_worker_info() is not None:
             # in a data-loader worker the generators serve only the items, each seeded here:
-            # nothing to restore (saving numpy's state alone took a third of a fast item's time)
+            # nothing to restore (saving numpy's state costs more than reading a prepared crop)
             _seed_all(seed)
             return self.dataset[index]
         py_state, np_state = random.getstate(), np.random.get_state()

@@ -1,10 +1,9 @@
 """HR images of a prepared LMDB (``data.mdb`` + ``meta_info.pkl``, see :mod:`utils.lmdb_layout`).
 
-Why: decoding a 2040x1356 PNG to cut one 192x192 crop costs tens of milliseconds; the same crop read
-from the memory-mapped raw array costs a fraction of a millisecond, because only the crop's rows are
-touched and only the crop is copied. The crops, flips and values equal those of
-:class:`data.hr_dataset.HRDataset` on the source folder under the same seed (the same code draws
-them).
+Why: an image file is decoded whole to cut one training crop; from the memory-mapped raw array only
+the crop's rows are touched and only the crop is copied (figures: codes/benchmarks/README.md). The
+crops, flips and values equal those of :class:`data.hr_dataset.HRDataset` on the source folder under
+the same seed (the same code draws them).
 """
 import os
 
@@ -89,7 +88,7 @@ class LMDBHRDataset(HRDataset):
         return {**self.__dict__, "_env": None, "_env_pid": None}
 
     def _open(self):
-        if self._env_pid != os.getpid():  # the first read in this process (the lookup costs ~20 us)
+        if self._env_pid != os.getpid():  # the first read in this process: skip the lookup after it
             self._env, self._env_pid = open_readonly(self.root), os.getpid()
         return self._env
 

@@ -42,7 +42,7 @@ def build_train_loader(opt, rank, world, device, uint8_crops=None, repeat=1):
         device (torch.device): the training device (pinned memory on CUDA).
         uint8_crops (bool | None): 8-bit crops as uint8 tensors (see :func:`hr_to_device`); None: on
             CUDA only. On the CPU the float conversion would run in the training process, on the
-            cores the step needs, instead of in the workers: the loader measured slower that way.
+            cores the step needs, instead of in the workers (codes/benchmarks/README.md).
         repeat (int): each image this many times per epoch (1 in training; benchmarks on fewer
             images than a batch).
 
