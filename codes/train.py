@@ -21,10 +21,9 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
 from data import create_dataset
-from data.epoch_sampler import ContinuousEpochSampler, SeededDataset
+from data.loader import build_train_loader
 from models import create_model
 from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
 from evaluation.validation import validate
@@ -33,7 +32,7 @@ from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.logger import MessageLogger, get_root_logger, init_tb_logger
 from utils.output_dir import prepare_output_dir
-from utils.stop_request import StopRequest, ignore_stop_signals, stop_workers_at_exit
+from utils.stop_request import StopRequest
 
 
 def parse_args(argv=None):
@@ -98,31 +97,6 @@ def seed_everything(seed, rank):
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
-
-
-def build_train_loader(opt, rank, world, device):
-    train_opt = opt["datasets"]["train"]
-    batch = train_opt["batch_size"]
-    if batch % world:
-        raise KULNetError(f"datasets.train.batch_size = {batch} is not divisible by the {world} "
-                          f"processes; use a multiple of {world}")
-    dataset = create_dataset({**train_opt, "phase": "train", "scale": opt["scale"]})
-    per_rank = batch // world
-    sampler = ContinuousEpochSampler(len(dataset), per_rank, opt["train"]["manual_seed"],
-                                     train_opt["use_shuffle"], rank, world)
-    if sampler.batches_per_epoch() == 0:
-        raise KULNetError(f"datasets.train.dataroot_GT: {len(dataset)} images are fewer than one "
-                          f"batch of {batch}; add images or lower datasets.train.batch_size")
-    workers = train_opt["n_workers"] // world if world > 1 else train_opt["n_workers"]
-    if workers > 0:
-        stop_workers_at_exit()  # they ignore SIGTERM: without this an error could leave the process hanging
-    loader = DataLoader(
-        SeededDataset(dataset), batch_size=per_rank, sampler=sampler, drop_last=True,
-        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        worker_init_fn=ignore_stop_signals if workers > 0 else None,
-        # its own generator: creating an iterator must not consume the training RNG (exact resume)
-        generator=torch.Generator())
-    return loader, sampler
 
 
 def train(args):

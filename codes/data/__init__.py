@@ -7,19 +7,27 @@ Keys of ``dataset_opt`` (YAML ``datasets: <phase>:`` block; paths relative to th
     mode: 'HR' | 'LR' | 'paired'
     phase: 'train' (HR: random crops) or anything else ('val', 'test', ...: full images)
     scale: int (copied in by the option parser)
-    dataroot_GT: HR folder (modes HR, paired)
+    dataroot_GT: HR folder (modes HR, paired): image files, or a prepared LMDB folder (mode HR)
+    data_type: mode HR: 'img' | 'lmdb' | None (None: 'lmdb' for a prepared folder, see
+        utils.lmdb_layout.detect_data_type)
     dataroot_LQ: LR folder or file (modes LR, paired)
     dataroot_kernel: optional kernels for 'paired' (.npy/.mat folder or file)
     GT_size, use_flip, use_rot: training crops and augmentation (mode HR)
+    uint8_crops: mode HR, training: 8-bit crops as uint8 tensors (see HRDataset)
     add_border: mode LR, default True (KULNET.md §8)
     n_workers, batch_size, drop_last (default True), pin_memory (default: when CUDA is available)
 """
+import os
+
 import torch
 from torch.utils.data import DataLoader
 
 from utils.errors import KULNetError
+from utils.image_io import list_images
+from utils.lmdb_layout import detect_data_type
 
 from .hr_dataset import HRDataset
+from .lmdb_dataset import LMDBHRDataset
 from .lr_dataset import LRDataset, add_real_border
 from .paired_dataset import PairedDataset
 
@@ -33,8 +41,13 @@ def _require(opt, key):
 
 def _hr(opt):
     phase = "train" if opt.get("phase") == "train" else "test"
-    return HRDataset(_require(opt, "dataroot_GT"), _require(opt, "scale"), phase=phase,
-                     gt_size=opt.get("GT_size"), use_flip=opt.get("use_flip", True), use_rot=opt.get("use_rot", True))
+    root = _require(opt, "dataroot_GT")
+    if not os.path.isdir(root):  # the folder reader's message
+        list_images(root)
+    cls = LMDBHRDataset if detect_data_type(root, opt.get("data_type")) == "lmdb" else HRDataset
+    return cls(root, _require(opt, "scale"), phase=phase, gt_size=opt.get("GT_size"),
+               use_flip=opt.get("use_flip", True), use_rot=opt.get("use_rot", True),
+               uint8_crops=opt.get("uint8_crops", False))
 
 
 def _lr(opt):
@@ -76,5 +89,5 @@ def create_dataloader(dataset, dataset_opt, phase, sampler=None):
     return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0, pin_memory=pin)
 
 
-__all__ = ["DATASETS", "HRDataset", "LRDataset", "PairedDataset", "add_real_border", "create_dataloader",
-           "create_dataset"]
+__all__ = ["DATASETS", "HRDataset", "LMDBHRDataset", "LRDataset", "PairedDataset", "add_real_border",
+           "create_dataloader", "create_dataset"]

@@ -10,9 +10,11 @@ With ``world_size`` ranks (DDP) the permutation is shared and rank ``r`` takes p
 holds the same images, cropped the same way, as batch ``i`` of a single-process run with the same
 global batch size.
 """
+import random
+
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 
 def _seed(*parts):
@@ -93,6 +95,14 @@ class ContinuousEpochSampler(EpochSampler):
         raise TypeError("ContinuousEpochSampler has no length: it runs until the caller stops")
 
 
+def _seed_all(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    # CPU generator only: torch.manual_seed would also reset the CUDA generators, which
+    # fork_rng(devices=[]) does not restore (the main process's stream when n_workers=0)
+    torch.random.default_generator.manual_seed(seed)
+
+
 class SeededDataset(Dataset):
     """Wraps a dataset so that item ``(index, seed)`` is drawn with python/numpy/torch seeded by
     ``seed``; the caller's random states are restored afterwards (no effect on the training RNG)."""
@@ -105,16 +115,15 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        import random
-
+        if get_worker_info() is not None:
+            # in a data-loader worker the generators serve only the items, each seeded here:
+            # nothing to restore (saving numpy's state costs more than reading a prepared crop)
+            _seed_all(seed)
+            return self.dataset[index]
         py_state, np_state = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
-                random.seed(seed)
-                np.random.seed(seed)
-                # CPU generator only: torch.manual_seed would also reset the CUDA generators, which
-                # fork_rng(devices=[]) does not restore (the main process's stream when n_workers=0)
-                torch.random.default_generator.manual_seed(seed)
+                _seed_all(seed)
                 return self.dataset[index]
         finally:
             random.setstate(py_state)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.errors import KULNetError
-from utils.image_io import image_size, img2tensor, list_images, mod_crop, raw_to_float, read_image, read_image_raw
+from utils.image_io import image_size, img2tensor, list_images, mod_crop, raw_to_float, read_image_raw
 
 
 def _item_rng():
@@ -51,22 +51,29 @@ class HRDataset(Dataset):
         gt_size (int): training crop size (the paper: 48 * scale); required for 'train'.
         use_flip (bool): random horizontal and vertical flips in training.
         use_rot (bool): random 90-degree rotation (transpose) in training.
+        uint8_crops (bool): training crops of 8-bit images stay uint8 (4x fewer bytes through the
+            data loader); :func:`data.loader.hr_to_device` turns them into the same floats.
 
     Items:
-        dict: ``hr`` Tensor (3, gt_size, gt_size) [train] or (3, H', W') [test], float32 in [0, 1];
-        ``path`` str.
+        dict: ``hr`` Tensor (3, gt_size, gt_size) [train] or (3, H', W') [test], float32 in [0, 1]
+        (uint8 in [0, 255] for an 8-bit training crop with ``uint8_crops``); ``path`` str.
     """
 
-    def __init__(self, folder, scale, phase="train", gt_size=None, use_flip=True, use_rot=True):
+    def __init__(self, folder, scale, phase="train", gt_size=None, use_flip=True, use_rot=True,
+                 uint8_crops=False):
+        self._setup(folder, scale, phase, gt_size, use_flip, use_rot, uint8_crops)
+        self.paths = list_images(folder)
+        if phase == "train":
+            self._check_sizes()
+
+    def _setup(self, root, scale, phase, gt_size, use_flip, use_rot, uint8_crops):
         if phase not in ("train", "test"):
             raise KULNetError(f"phase={phase!r}: unknown dataset phase; use 'train' or 'test'")
         if phase == "train" and not gt_size:
-            raise KULNetError(f"{folder}: training crops need GT_size (e.g. {48 * scale} at x{scale}); set it")
-        self.paths = list_images(folder)
+            raise KULNetError(f"{root}: training crops need GT_size (e.g. {48 * scale} at x{scale}); set it")
+        self.root = root
         self.scale, self.phase, self.gt_size = int(scale), phase, gt_size
-        self.use_flip, self.use_rot = use_flip, use_rot
-        if phase == "train":
-            self._check_sizes()
+        self.use_flip, self.use_rot, self.uint8_crops = use_flip, use_rot, uint8_crops
 
     def _check_sizes(self):
         """Report an image smaller than the crop now (from the headers), not hours into training."""
@@ -75,24 +82,45 @@ class HRDataset(Dataset):
             if hw is not None:
                 self._check_crop_fits(path, *hw)
 
-    def _check_crop_fits(self, path, h, w):
-        if min(h, w) < int(self.gt_size):
-            raise KULNetError(f"{path}: image is {h}x{w}, smaller than the training crop "
-                              f"GT_size={int(self.gt_size)}; remove it or lower GT_size")
+    def _check_crop_fits(self, name, h, w):
+        message = crop_too_small(name, h, w, self.gt_size)
+        if message:
+            raise KULNetError(message)
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
         path = self.paths[index]
-        if self.phase == "test":
-            img, _ = read_image(path)
-            return {"hr": img2tensor(mod_crop(img, self.scale))[0], "path": path}
         img, _ = read_image_raw(path)  # the crop is converted to float, not the whole photo (same values)
+        if self.phase == "test":
+            return {"hr": img2tensor(raw_to_float(mod_crop(img, self.scale)))[0], "path": path}
+        return self._train_item(path, img.shape[0], img.shape[1], lambda top, left, size:
+                                img[top : top + size, left : left + size])
+
+    def _train_item(self, name, h, w, window):
+        """The training item of an (h, w) image: a random window, augmented, as a tensor.
+
+        Every source (image file, prepared LMDB) goes through here, so the same seed draws the same
+        window and flips from each.
+
+        Args:
+            name (str): the image, for messages and the item's ``path``.
+            window (callable): ``(top, left, size) -> (size, size, 3)`` RGB integer array (a view).
+        """
+        self._check_crop_fits(name, h, w)  # also when the header could not be read
         size = int(self.gt_size)
-        h, w = img.shape[:2]
-        self._check_crop_fits(path, h, w)  # also when the header could not be read
         rng = _item_rng()
         top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        patch = augment(img[top : top + size, left : left + size], rng, self.use_flip, self.use_rot)
-        return {"hr": img2tensor(raw_to_float(patch))[0], "path": path}
+        patch = augment(window(top, left, size), rng, self.use_flip, self.use_rot).transpose(2, 0, 1)
+        if self.uint8_crops and patch.dtype == np.uint8:
+            return {"hr": torch.from_numpy(np.ascontiguousarray(patch)), "path": name}
+        return {"hr": torch.from_numpy(raw_to_float(patch)), "path": name}  # one copy, already (3, G, G)
+
+
+def crop_too_small(name, h, w, gt_size):
+    """The message for an (h, w) image smaller than the training crop, or None when it fits."""
+    if min(h, w) >= int(gt_size):
+        return None
+    return (f"{name}: image is {h}x{w}, smaller than the training crop GT_size={int(gt_size)}; "
+            f"remove it or lower GT_size")

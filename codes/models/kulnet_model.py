@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from data.degradation import Degradation
+from data.loader import hr_to_device
 from models.fast import accelerate
 from models.losses import KULNetLoss
 from models.lr_scheduler import IterationLR
@@ -172,12 +173,13 @@ class KULNetModel:
         """Move the HR batch to the device and synthesise its LR there.
 
         Args:
-            data (dict | Tensor): ``{'hr': (B, 3, H, W) in [0, 1]}`` or the HR tensor itself.
+            data (dict | Tensor): ``{'hr': (B, 3, H, W)}`` or the HR tensor itself: float in [0, 1], or
+                uint8 in [0, 255] (converted on the device, :func:`data.loader.hr_to_device`).
             degraded (DegradedBatch | None): a ready degradation of this batch (tests); None draws
                 one with the model's degradation generator.
         """
         hr = data["hr"] if isinstance(data, dict) else data
-        self.hr = hr.to(self.device, non_blocking=True)
+        self.hr = hr_to_device(hr, self.device)
         if degraded is None:
             degraded = self.degradation(self.hr, generator=self.generator)
         self.lr = degraded.lr.to(self.device)

@@ -15,6 +15,7 @@ import yaml
 
 from options.schema import OPTIONAL_SECTIONS, REQUIRED, TRAIN_SCHEMA, Key
 from utils.errors import KULNetError
+from utils.lmdb_layout import detect_data_type
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -235,9 +236,15 @@ def check_device(opt, src):
 def _check_paths(opt, src):
     for phase in ("train", "val"):
         ds = opt["datasets"][phase]
-        if ds is not None and not os.path.isdir(ds["dataroot_GT"]):
+        if ds is None:
+            continue
+        if not os.path.isdir(ds["dataroot_GT"]):
             raise KULNetError(f"{src}: datasets.{phase}.dataroot_GT: folder {ds['dataroot_GT']} "
                               f"does not exist; put the images there or set the key to your folder")
+        try:
+            detect_data_type(ds["dataroot_GT"], ds["data_type"])
+        except KULNetError as err:
+            raise KULNetError(f"{src}: datasets.{phase}.dataroot_GT: {err}") from None
     for key in ("pretrain_model_G", "resume_state"):
         p = opt["path"][key]
         if p is not None and not os.path.isfile(p):

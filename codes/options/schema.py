@@ -41,7 +41,12 @@ def _dataset_common(phase):
         "name": _k("str", phase, help="a label for logs"),
         "mode": _k("str", "HR", choices=("HR",),
                    help="HR images only: the LR is synthesised on the device from each HR batch"),
-        "dataroot_GT": _k("path", REQUIRED, help="folder of HR images (relative to the repo root)"),
+        "dataroot_GT": _k("path", REQUIRED, help="folder of HR images, or a prepared LMDB folder "
+                                                  "(relative to the repo root)"),
+        "data_type": _k("str", None, choices=("img", "lmdb"),
+                        help="img: image files; lmdb: a folder made by codes/scripts/prepare_dataset.py "
+                             "(data.mdb, meta_info.pkl); ~: lmdb for such a folder or a name ending "
+                             "in lmdb, else img"),
     }
 
 
