@@ -17,15 +17,15 @@ import sys
 import torch
 from tqdm import tqdm
 
+from evaluation.evaluator import Evaluator
+from evaluation.inference import load_model, make_forward, run_flags
+from evaluation.protocol import SKIMAGE_PHOTOS, build_hr_sets, build_kernels, check_hr_sets
+from evaluation.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
+from options.inference_options import PRECISION, apply_scale, check_test_paths, validate_test_options
 from options.options import REPO_ROOT, read_yaml
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import run_cli
-from evaluation.evaluator import Evaluator
-from evaluation.inference import load_model, make_forward
-from evaluation.protocol import SKIMAGE_PHOTOS, build_hr_sets, build_kernels, check_hr_sets
 from utils.output_dir import prepare_output_dir
-from evaluation.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
-from options.inference_options import PRECISION, apply_scale, check_test_paths, validate_test_options
 
 DEMO_OPTIONS = os.path.join(REPO_ROOT, "options", "test", "test_demo.yml")
 
@@ -105,8 +105,7 @@ def main(argv=None):
     model, meta = load_model(opt, device)
     record = reproducibility_record(opt, device, meta)
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | "
-          f"{len(hr_sets)} dataset(s) x {len(opt['noise'])} noise level(s) x {len(kernels)} kernels"
-          f"{' | x8' if opt['x8'] else ''}{' | literal' if opt['literal'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
+          f"{len(hr_sets)} dataset(s) x {len(opt['noise'])} noise level(s) x {len(kernels)} kernels{run_flags(opt)}")
 
     save_dir = os.path.join(opt["out"], "images") if opt["save_images"] else None
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],

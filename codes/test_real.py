@@ -5,10 +5,10 @@
                               [--tile N] [--no_border] [--x8] [--device cpu]
 
 For every image ``<name>.<ext>`` it writes into the output folder:
-``<name>_SR.png`` (8-bit RGB; a grayscale photo is restored as three equal channels, as the authors do), ``<name>_kernel.npy`` (21x21,
-float32, sums to 1), ``<name>_kernel.png`` (normalised, enlarged) and ``<name>_uncertainty.png``
-(heat map of the estimator's latent variance ``exp(2 log_var)`` averaged over channels, resized to
-the SR size: bright = where the kernel estimate is unsure).
+``<name>_SR.png`` (8-bit RGB; a grayscale photo is restored as three equal channels, as the authors
+do), ``<name>_kernel.npy`` (21x21, float32, sums to 1), ``<name>_kernel.png`` (normalised, enlarged)
+and ``<name>_uncertainty.png`` (heat map of the estimator's latent variance ``exp(2 log_var)``
+averaged over channels, resized to the SR size: bright = where the kernel estimate is unsure).
 
 Output names are unique within a run (:func:`output_stems`): when several inputs share a name
 (``a.png`` and ``a.jpg``; compared ignoring case), each of them keeps its extension in the output
@@ -31,14 +31,14 @@ import torch
 from tqdm import tqdm
 
 from data.lr_dataset import add_real_border, remove_real_border
+from evaluation.figures import kernel_figure, uncertainty_map
+from evaluation.inference import load_model, make_forward, run_flags
+from options.inference_options import PRECISION, apply_scale, check_real_paths, validate_real_options
+from options.options import read_yaml
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import KULNetError, run_cli
-from evaluation.inference import load_model, make_forward
-from evaluation.figures import kernel_figure, uncertainty_map
 from utils.image_io import image_size, img2tensor, list_image_inputs, read_image, tensor2img, write_image
 from utils.output_dir import prepare_output_dir
-from options.options import read_yaml
-from options.inference_options import PRECISION, apply_scale, check_real_paths, validate_real_options
 
 MIN_LR_SIZE = 8  # LR pixels a side; below this there is too little image to estimate a 21x21 kernel
 # --input skimage: these photographs of the installed scikit-image package, used as LR inputs
@@ -200,7 +200,7 @@ def main(argv=None):
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],
                            opt["precision"])
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "
-          f"| border {'on' if opt['border'] else 'off'}{' | x8' if opt['x8'] else ''}{' | literal' if opt['literal'] else ''}{' | ' + opt['precision'] if opt['precision'] != 'fp32' else ''}")
+          f"| border {'on' if opt['border'] else 'off'}{run_flags(opt)}")
 
     autotune = device.type == "cuda" and sizes_repeat(paths, opt["x8"], opt["tile"])
     done, skipped = 0, []

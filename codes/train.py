@@ -24,9 +24,9 @@ import torch.distributed as dist
 
 from data import create_dataset
 from data.loader import build_train_loader
+from evaluation.validation import validate
 from models import create_model
 from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
-from evaluation.validation import validate
 from options.options import dump, parse
 from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli

@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.timing import time_call  # noqa: E402
 from data.degradation import Degradation, add_noise, blur, quantize, subsample  # noqa: E402
 from data.kernels import make_kernels, random_kernel_params  # noqa: E402
-from benchmarks.timing import time_call  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
 

@@ -9,8 +9,8 @@ and made float as ``KULNetModel.feed_data`` does (:func:`data.loader.hr_to_devic
 Figures: ``batches_per_s``; ``ms_per_item`` (wall ms per crop); ``mb_per_s``, megabytes of crop pixels
 per second counted at one byte per sample (B x 3 x G x G per batch, whatever the transfer dtype);
 ``batch_mb``, the batch as transferred (uint8 or float32); ``main_cpu_ms_per_batch``, CPU time of
-the training process per batch (receiving, converting: what the training step loses). With fewer images than a batch, each image
-is read ``repeat`` times an epoch (a new crop each time), so that batches can be filled.
+the training process per batch (receiving, converting: what the training step loses). With fewer
+images than a batch, each image is read ``repeat`` times an epoch (a new crop each time), so that batches can be filled.
 
 Usage (from the repository root):
     python codes/benchmarks/bench_loader.py --dataroot datasets/DF2K/HR.lmdb --scale 4 --workers 1 \\
@@ -114,7 +114,8 @@ def main(argv=None):
     print(f"{result['data_type']} {result['dataroot']}: {result['batches_per_s']:.2f} batches/s, "
           f"{result['ms_per_item']:.3f} ms/item, {result['mb_per_s']:.1f} MB/s "
           f"(B{result['batch']} GT{result['gt_size']} x{result['scale']}, {result['workers']} worker(s), "
-          f"{result['transfer_dtype']} crops, {result['batches']} batches after {result['warmup']}, {result['device']})")
+          f"{result['transfer_dtype']} crops, {result['batches']} batches after {result['warmup']}, "
+          f"{result['device']})")
     if args.json:
         folder = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(folder, exist_ok=True)

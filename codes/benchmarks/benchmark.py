@@ -238,8 +238,9 @@ def profile_rows(averages, cuda, rows):
     events = [e for e in averages if getattr(e, attr, 0) > 0 and not getattr(e, "is_user_annotation", False)]
     total = sum(getattr(e, attr) for e in events) or 1
     top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:rows]
-    return [{"name": e.key, "calls": e.count / PROFILE_CALLS, "self_ms": round(getattr(e, attr) / 1e3 / PROFILE_CALLS, 4),
-             "share": round(getattr(e, attr) / total, 4)} for e in top]
+    return [{"name": e.key, "calls": e.count / PROFILE_CALLS,
+             "self_ms": round(getattr(e, attr) / 1e3 / PROFILE_CALLS, 4), "share": round(getattr(e, attr) / total, 4)}
+            for e in top]
 
 
 def write_profile(label, fn, context, unprofiled_ms, device, path, calls=PROFILE_CALLS, rows=40):
@@ -330,7 +331,7 @@ def bench_blur(args, device):
     Returns:
         list[dict]: per size ``hr_size``, ``batch`` and ``<train|infer>_<direct|fft>_ms``.
     """
-    from data.kernels import random_kernel_params, make_kernels
+    from data.kernels import make_kernels, random_kernel_params
     from models.fast.operators import FastDegradationOperators
 
     batch = args.batch if device.type == "cuda" else 1

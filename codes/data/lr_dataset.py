@@ -5,9 +5,10 @@ replicate-padded copy of itself; after restoration ``c * scale`` pixels are crop
 of the SR result (:func:`remove_real_border`).
 """
 
+from dataclasses import asdict
+
 import torch
 import torch.nn.functional as F
-from dataclasses import asdict
 from torch.utils.data import Dataset
 
 from data.kernels import isotropic_gaussian_kernels

@@ -37,13 +37,15 @@ def load_kernel_file(path):
             if arr is None:
                 arr = next((a for a in arrays if a.ndim == 3), None)
             if arr is None:
-                raise KULNetError(f"{path}: no 2-D numeric array (kernel) in this .mat file; save the kernel as a matrix")
+                raise KULNetError(f"{path}: no 2-D numeric array (kernel) in this .mat file; "
+                                  f"save the kernel as a matrix")
         else:
             raise KULNetError(f"{path}: kernels must be .npy or .mat files")
     except KULNetError:
         raise
     except Exception as err:  # noqa: BLE001 - any parse failure is the file's fault
-        raise KULNetError(f"{path}: cannot read the kernel ({type(err).__name__}); re-save it as .npy or .mat") from None
+        raise KULNetError(f"{path}: cannot read the kernel ({type(err).__name__}); "
+                          f"re-save it as .npy or .mat") from None
     if arr.ndim not in (2, 3) or arr.shape[-1] != arr.shape[-2]:
         raise KULNetError(f"{path}: kernel of shape {arr.shape} is not square (l, l) or (N, l, l)")
     return np.asarray(arr, dtype=np.float32)

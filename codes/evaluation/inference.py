@@ -4,7 +4,7 @@ per image (:mod:`evaluation.tiling`), x8 self-ensembled on request (:mod:`evalua
 in the chosen precision.
 
 Public API:
-    load_model, make_forward, INFERENCE_PRECISIONS
+    load_model, make_forward, run_flags, INFERENCE_PRECISIONS
 """
 import torch
 
@@ -30,6 +30,13 @@ def load_model(opt, device):
     meta = load_network(model, path, strict=True, expected_scale=opt["scale"], contents=contents)
     model = model.eval().to(device)
     return (model if opt.get("literal") else accelerate(model, device)), meta
+
+
+def run_flags(opt):
+    """The inference options that differ from the defaults, for a run's header line: `` | x8 | bf16``."""
+    flags = [name for name, on in (("x8", opt["x8"]), ("literal", opt["literal"]),
+                                   (opt["precision"], opt["precision"] != "fp32")) if on]
+    return "".join(f" | {flag}" for flag in flags)
 
 
 # autocast dtype of each precision name (None: float32, no autocast)

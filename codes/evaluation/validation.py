@@ -11,10 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.degradation import Degradation, blur_subsample, quantize
-from utils.device import cudnn_autotuning
 from evaluation.figures import kernel_image
-from utils.image_io import tensor2img, write_image
 from evaluation.metrics import calculate_psnr_batch, calculate_ssim_batch, kernel_psnr
+from utils.device import cudnn_autotuning
+from utils.image_io import tensor2img, write_image
 
 VAL_SEED = 20220101  # fixed: every validation sees the same noisy LR
 

@@ -127,7 +127,8 @@ def draw():
     f = box(d, (502, s0, 672, s1), "features\nf_i = conv 3->32 (shared)\nconcat f_0..f_i\n1x1 conv -> 32", SR)
     u = box(d, (696, s0, 900, s1), "U-Net (reflect-pad to x16)\n32-64-64-128-128\navg-pool / bilinear up\n"
             "two heads: w, u", SR)
-    p = box(d, (924, s0, 1140, s1), "LSM proximal step\nt = w * delta_i\nX_i+1 = soft-threshold\nof R towards u by t", SR)
+    p = box(d, (924, s0, 1140, s1),
+            "LSM proximal step\nt = w * delta_i\nX_i+1 = soft-threshold\nof R towards u by t", SR)
     arrow(d, [right(x0), left(g)])
     chain(d, [g, f, u, p])
     loop_y = 572

@@ -19,17 +19,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.degradation import Degradation  # noqa: E402
 from data.kernels import PAPER_KERNELS, paper_kernels  # noqa: E402
+from evaluation.evaluator import bicubic_upsample  # noqa: E402
+from evaluation.figures import comparison_figure  # noqa: E402
+from evaluation.inference import load_model, make_forward  # noqa: E402
+from evaluation.metrics import calculate_psnr, kernel_psnr  # noqa: E402
+from evaluation.protocol import SKIMAGE_PHOTOS, load_hr, skimage_loader  # noqa: E402
+from options.inference_options import check_test_paths, validate_test_options  # noqa: E402
+from options.options import (
+    REPO_ROOT,  # noqa: E402
+    read_yaml,  # noqa: E402
+)
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
-from options.options import REPO_ROOT  # noqa: E402
-from evaluation.evaluator import bicubic_upsample  # noqa: E402
-from evaluation.inference import load_model, make_forward  # noqa: E402
-from evaluation.protocol import SKIMAGE_PHOTOS, load_hr, skimage_loader  # noqa: E402
-from evaluation.figures import comparison_figure  # noqa: E402
 from utils.image_io import read_image, tensor2img, write_image  # noqa: E402
-from evaluation.metrics import calculate_psnr, kernel_psnr  # noqa: E402
-from options.options import read_yaml  # noqa: E402
-from options.inference_options import check_test_paths, validate_test_options  # noqa: E402
 
 
 def main(argv=None):

@@ -33,13 +33,17 @@ if __package__ in (None, ""):  # run as a script: put codes/ on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.degradation import Degradation  # noqa: E402
-from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to_radians_authors  # noqa: E402
-from data.kernels import isotropic_gaussian_kernels  # noqa: E402
+from data.kernels import (  # noqa: E402
+    PAPER_KERNELS,
+    anisotropic_gaussian_kernels,
+    degrees_to_radians_authors,
+    isotropic_gaussian_kernels,  # noqa: E402
+)
 from data.paired_dataset import load_kernel_file  # noqa: E402
-from utils.errors import KULNetError, run_cli  # noqa: E402
-from utils.output_dir import prepare_output_dir  # noqa: E402
 from evaluation.figures import kernel_image  # noqa: E402
+from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.image_io import img2tensor, list_images, mod_crop, read_image, tensor2img, write_image  # noqa: E402
+from utils.output_dir import prepare_output_dir  # noqa: E402
 
 KERNEL_PNG_ZOOM = 10
 

@@ -35,11 +35,11 @@ CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if CODES_DIR not in sys.path:
     sys.path.insert(0, CODES_DIR)
 
+from evaluation.results import format_number, sha256_file  # noqa: E402
 from models.networks import define_G, load_network, read_checkpoint, save_network  # noqa: E402
 from options.options import REPO_ROOT, dump, read_yaml  # noqa: E402
 from utils.atomic_save import atomic_write_text  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
-from evaluation.results import format_number, sha256_file  # noqa: E402
 
 PAPER_TRAINING = "480k iterations on DF2K (3,450 images), batch 16"
 README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from _eval_helpers import run_script
+
 from data.lr_dataset import add_real_border, border_kernel
 from utils.image_io import img2tensor, read_image
 

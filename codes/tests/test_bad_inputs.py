@@ -5,13 +5,13 @@ import os
 import cv2
 import numpy as np
 import pytest
-
 from _eval_helpers import CODES_DIR, smooth_image, write_tiny_checkpoint, write_yaml
+
+from evaluation.protocol import build_hr_sets, check_hr_sets, load_hr
+from options.inference_options import MIN_TILE, validate_real_options, validate_test_options
 from options.options import read_yaml
 from scripts.make_testset import main as make_testset_main
 from utils.errors import KULNetError
-from evaluation.protocol import build_hr_sets, check_hr_sets, load_hr
-from options.inference_options import MIN_TILE, validate_real_options, validate_test_options
 
 
 def _script(name):
@@ -68,7 +68,8 @@ def test_make_testset_refuses_nan_kernels_and_noise(setup):
     kernels[0, 2, 2] = np.nan
     np.save(tmp_path / "k.npy", kernels)
     with pytest.raises(KULNetError) as err:
-        make_testset_main(["--hr", hr, "--scale", "4", "--out", str(tmp_path / "o"), "--kernels", str(tmp_path / "k.npy")])
+        make_testset_main(["--hr", hr, "--scale", "4", "--out", str(tmp_path / "o"),
+                           "--kernels", str(tmp_path / "k.npy")])
     _one_line(err, "kernel 0 has NaN/inf")
     for noise in ("nan", "inf", "-1"):
         with pytest.raises(KULNetError) as err:

@@ -195,7 +195,8 @@ def test_gpu_check_dry_run_and_rendered_tables(tmp_path):
     then its tables rendered into a copy of codes/benchmarks/README.md from its JSON."""
     import shutil
 
-    from benchmarks.render_tables import GPU_RUNS, main as render
+    from benchmarks.render_tables import GPU_RUNS
+    from benchmarks.render_tables import main as render
 
     out = tmp_path / "check"
     env = {**os.environ, "DRY_RUN": "1", "DEADLINE": "900", "PYTHON": sys.executable}

@@ -175,8 +175,8 @@ def test_partial_checkpoint_strict_and_non_strict(tmp_path):
 
 
 def test_our_checkpoint_records_its_widths_and_test_scripts_use_them(tmp_path, monkeypatch):
-    from models.networks import network_options_for_checkpoint
     from evaluation.inference import load_model
+    from models.networks import network_options_for_checkpoint
 
     tiny = {"scale": 4, "kernel_size": 21, "network_G": {"est_nf": 8, "sr_nf": 8, "n_stages": 2}}
     net = define_G(tiny)

@@ -16,7 +16,7 @@ from data.degradation import (
     subsample,
     validation_degradation,
 )
-from data.kernels import anisotropic_gaussian_kernels, paper_kernels, random_kernel_params, make_kernels
+from data.kernels import anisotropic_gaussian_kernels, make_kernels, paper_kernels, random_kernel_params
 from data.spatially_variant import (
     SV_MODES,
     blur_per_pixel,

@@ -9,19 +9,25 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _eval_helpers import (
+    REPO_ROOT,
+    checkout_without_pretrained,
+    run_script,
+    smooth_image,
+    write_tiny_checkpoint,
+    write_yaml,
+)
 
-from _eval_helpers import (REPO_ROOT, checkout_without_pretrained, run_script, smooth_image, write_tiny_checkpoint,
-                           write_yaml)
 from data.degradation import blur_subsample, quantize
 from data.kernels import anisotropic_gaussian_kernels, paper_kernels
-from models.modules.kulnet import KULNetOutput
-from utils.errors import KULNetError
 from evaluation.evaluator import Evaluator
+from evaluation.metrics import calculate_psnr
 from evaluation.protocol import HRSet, ProtocolKernel, build_kernels
 from evaluation.results import COLUMNS, paper_table, summarize, write_results
-from utils.image_io import tensor2img, write_image
-from evaluation.metrics import calculate_psnr
+from models.modules.kulnet import KULNetOutput
 from options.inference_options import check_test_paths, validate_test_options
+from utils.errors import KULNetError
+from utils.image_io import tensor2img, write_image
 
 
 # ------------------------------------------------------------------------------- table arithmetic
@@ -374,6 +380,7 @@ def test_bicubic_on_set5_x4_matches_the_authors_pipeline(shared_datasets):
 
 def test_make_forward_precision_bf16_close_to_fp32_and_fp16_refused_on_cpu():
     from _eval_helpers import tiny_model
+
     from evaluation.inference import make_forward
 
     net = tiny_model(scale=2, seed=4, positive_thresholds=True)

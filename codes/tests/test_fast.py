@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _eval_helpers import make_thresholds_positive
+
 from models.fast import accelerate, is_accelerated, match_weight_layout, plain
 from models.fast.dlsm import FastDecoding, FastDLSM
 from models.fast.kernel_estimator import FastKernelEstimator, banded_mean_softmax, tail_band_rows

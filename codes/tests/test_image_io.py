@@ -8,8 +8,7 @@ import torch
 from PIL import Image, ImageOps
 
 from utils.errors import KULNetError
-from utils.image_io import (ImageInfo, image_size, img2tensor, list_images, mod_crop, read_image, tensor2img,
-                            write_image)
+from utils.image_io import ImageInfo, image_size, img2tensor, list_images, mod_crop, read_image, tensor2img, write_image
 
 
 def _rgb(h=12, w=10, seed=0):

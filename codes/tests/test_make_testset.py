@@ -46,7 +46,8 @@ def test_paper_kernels_layout_and_paired_readback(tmp_path):
     for i in range(1, 10):
         assert f"kernel_{i:02d}/kernel.npy" in files and f"kernel_{i:02d}/kernel.png" in files
         assert [f for f in files if f.startswith(f"kernel_{i:02d}/LR")] == [f"kernel_{i:02d}/LR/{n}.png" for n in names]
-    assert json.load(open(os.path.join(out, "meta.json")))["kernels"][2]["theta_radians"] == pytest.approx(30 / 180 * 3.14)
+    meta = json.load(open(os.path.join(out, "meta.json")))
+    assert meta["kernels"][2]["theta_radians"] == pytest.approx(30 / 180 * 3.14)
 
     want_kernels = paper_kernels(4)
     hr_img, _ = read_image(os.path.join(out, "HR", "a_img.png"))

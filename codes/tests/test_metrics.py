@@ -6,8 +6,14 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from evaluation.metrics import (calculate_psnr, calculate_psnr_batch, calculate_ssim, calculate_ssim_batch, kernel_psnr,
-                           rgb_to_y)
+from evaluation.metrics import (
+    calculate_psnr,
+    calculate_psnr_batch,
+    calculate_ssim,
+    calculate_ssim_batch,
+    kernel_psnr,
+    rgb_to_y,
+)
 
 
 def _img(h=40, w=36, seed=0):

@@ -125,7 +125,8 @@ def test_overrides(minimal):
     assert opt["scale"] == 2 and opt["datasets"]["train"]["GT_size"] == 96
     assert opt["network_G"]["est_nf"] == 8 and opt["datasets"]["train"]["use_flip"] is False
     assert opt["path"]["experiments_root"] == os.path.join(REPO_ROOT, "runs")
-    with pytest.raises(KULNetError, match=r"--set train\.nitre: unknown key 'train\.nitre'; did you mean 'train\.niter'"):
+    with pytest.raises(KULNetError,
+                       match=r"--set train\.nitre: unknown key 'train\.nitre'; did you mean 'train\.niter'"):
         parse(path, ["train.nitre=5"])
     with pytest.raises(KULNetError, match=r"expected key\.path=value"):
         parse(path, ["train.niter"])

@@ -7,9 +7,16 @@ import torch.nn.functional as F
 
 from data.degradation import blur_subsample
 from data.kernels import anisotropic_gaussian_kernels
+from evaluation.self_ensemble import (
+    TRANSFORMS,
+    inverse_image,
+    inverse_kernel,
+    self_ensemble,
+    sr_shift,
+    transform_image,
+    transform_kernel,
+)
 from models.modules.kulnet import KULNetOutput
-from evaluation.self_ensemble import (TRANSFORMS, inverse_image, inverse_kernel, self_ensemble, sr_shift,
-                                 transform_image, transform_kernel)
 
 
 def _shift_content(x, dims, d):

@@ -5,8 +5,8 @@ import os
 
 import pytest
 import torch
-
 from _eval_helpers import run_script, smooth_image, tiny_model
+
 from models.networks import load_network, read_checkpoint, save_network
 from utils.image_io import write_image
 
@@ -123,10 +123,10 @@ def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
 
 
 def test_continuation_rules_and_one_line_errors(tmp_path):
+    from evaluation.results import sha256_file
     from scripts.ship_model import check_readme, continuation, load_manifest
     from utils.atomic_save import atomic_write_text
     from utils.errors import KULNetError
-    from evaluation.results import sha256_file
 
     shipped, full, other = (tmp_path / n for n in ("KULNet_x4.pth", "f32.pth", "other.pth"))
     for path, content in ((shipped, b"half"), (full, b"full"), (other, b"x")):

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from data.degradation import Degradation
+from evaluation.metrics import calculate_psnr, kernel_psnr
+from evaluation.protocol import build_kernels
+from evaluation.results import sha256_file
 from models.networks import define_G, load_network, read_checkpoint
 from options.options import REPO_ROOT
-from evaluation.protocol import build_kernels
 from utils.image_io import img2tensor, read_image, tensor2img
-from evaluation.metrics import calculate_psnr, kernel_psnr
-from evaluation.results import sha256_file
 
 PRETRAINED = os.path.join(REPO_ROOT, "pretrained")
 DEVICE_CARRY_LIMIT = 64 * 2 ** 20  # bytes a device call carries: the working tree plus the carried paths

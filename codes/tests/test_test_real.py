@@ -2,7 +2,6 @@
 import cv2
 import numpy as np
 import pytest
-
 from _eval_helpers import run_script, smooth_image, write_tiny_checkpoint, write_yaml
 
 
@@ -120,10 +119,10 @@ def test_border_and_tiling_together(tiny_setup, tmp_path):
     """Section 8 border on, tiles forced on a small photo: the script runs, the tiles are really used
     (on the bordered LR), the kernel is the whole photo's, and the cropped SR equals the untiled one
     when every tile's context covers the whole image (and is close with real tiles)."""
-    import torch
-
     import test_real
+    import torch
     from _eval_helpers import tiny_model
+
     from data.lr_dataset import add_real_border
     from evaluation.inference import make_forward
 

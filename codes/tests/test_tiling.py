@@ -2,10 +2,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from _eval_helpers import tiny_model
-from evaluation.tiling import (AUTO_TILE_HR, MAX_UNTILED_HR_PIXELS, auto_tile, tile_alignment, tiled_forward,
-                          tiled_restore)
+
+from evaluation.tiling import (
+    AUTO_TILE_HR,
+    MAX_UNTILED_HR_PIXELS,
+    auto_tile,
+    tile_alignment,
+    tiled_forward,
+    tiled_restore,
+)
 
 
 def _smooth_lr(h, w, seed=0):

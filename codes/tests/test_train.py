@@ -179,7 +179,8 @@ def test_nonfinite_loss_guard(tmp_path):
         model.feed_data({"hr": bad})
         model.optimize_parameters(step)
     model.feed_data({"hr": bad})
-    with pytest.raises(KULNetError, match=r"3 skipped steps in a row \(non-finite loss or gradients; .*learning rate too high.*"
+    with pytest.raises(KULNetError, match=r"3 skipped steps in a row \(non-finite loss or gradients; "
+                                          r".*learning rate too high.*"
                                           r"last good checkpoint: experiments/w/training_state/1000\.state"):
         model.optimize_parameters(6)
 
@@ -449,7 +450,6 @@ def test_bad_start_fails_before_the_experiment_folder_is_touched(data_dir, tmp_p
     """A broken validation image or an unusable experiments_root: one line at the start, and an
     existing experiment of the same name is not archived by the failed start."""
     import cv2
-
     import train
 
     exp_root = tmp_path / "exp"
@@ -558,7 +558,8 @@ def test_a_failing_compilation_goes_on_eagerly(tmp_path, monkeypatch, caplog):
     (eager_losses, eager_w, _), (fb_losses, fb_w, fallback) = results["eager"], results["reduce-overhead"]
     warnings = [r.getMessage() for r in caplog.records if "train.compile" in r.getMessage()]
     assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert "reduce-overhead failed at the first step (RuntimeError: InductorError: no working C++ compiler)" in warnings[0]
+    assert ("reduce-overhead failed at the first step (RuntimeError: InductorError: no working C++ compiler)"
+            in warnings[0])
     assert fallback.compile_mode == "eager" and fallback.net_train is fallback.net
     assert fallback.compile_failed.startswith("RuntimeError")
     assert fb_losses == eager_losses  # the step was redone from the same random state
