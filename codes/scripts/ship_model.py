@@ -62,8 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--device_name", default="unknown", help="the GPU (or CPU) it trained on")
     p.add_argument("--data", default="../shared/datasets/train/HR: 257 photographs (DF2K not available)",
                    help="what it trained on")
-    p.add_argument("--train_options", default="options/train/train_demo.yml with the overrides of "
-                   "codes/scripts/device_train.sh", help="the options it trained with")
+    p.add_argument("--train_options", default="options/train/train_short.yml",
+                   help="the options it trained with (the file and its overrides)")
     p.add_argument("--continues", action="store_true",
                    help="the training started from --start, the shipped file or its float32 original: "
                    "add to its history")

@@ -47,11 +47,16 @@ def test_authors_setting():
         assert o["train"] == t  # same training setting at every scale
 
 
-def test_demo_config_resolves_shared_paths(shared_datasets):
-    opt = parse(os.path.join(TRAIN_DIR, "train_demo.yml"))
-    assert opt["datasets"]["train"]["dataroot_GT"] == os.path.join(shared_datasets, "train", "HR")
-    assert opt["datasets"]["val"]["dataroot_GT"] == os.path.join(shared_datasets, "Set14", "HR")
+def test_short_recipe_is_a_cosine_to_its_last_iteration(shared_datasets):
+    """The recipe of the shipped models: warm-up, one cosine cycle that ends at train.niter; its data
+    folders given on the command line, as its header says."""
+    data = [f"datasets.train.dataroot_GT={os.path.join(shared_datasets, 'train', 'HR')}",
+            f"datasets.val.dataroot_GT={os.path.join(shared_datasets, 'Set14', 'HR')}"]
+    opt = parse(os.path.join(TRAIN_DIR, "train_short.yml"), data)
+    t = opt["train"]
+    assert t["lr_scheme"] == "CosineAnnealingRestartLR" and t["T_period"] == [t["niter"]] and t["warmup_iter"] == 200
     assert opt["scale"] == 4 and opt["datasets"]["train"]["GT_size"] == 192
+    assert (t["compile"], t["blur_impl"]) == ("auto", "auto")
 
 
 def test_defaults_and_gt_size_derived(minimal):
