@@ -21,7 +21,13 @@ from evaluation.evaluator import Evaluator
 from evaluation.inference import load_model, make_forward, run_flags
 from evaluation.protocol import SKIMAGE_PHOTOS, build_hr_sets, build_kernels, check_hr_sets
 from evaluation.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
-from options.inference_options import PRECISION, apply_scale, check_test_paths, validate_test_options
+from options.inference_options import (
+    PRECISION,
+    apply_scale,
+    apply_shared_flags,
+    check_test_paths,
+    validate_test_options,
+)
 from options.options import REPO_ROOT, read_yaml
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import run_cli
@@ -69,26 +75,13 @@ def build_options(args):
     raw = read_yaml(path)
     if args.scale is not None:
         apply_scale(raw, args.scale)
-    if args.checkpoint:
-        raw["checkpoint"] = os.path.abspath(args.checkpoint)
-    if args.device:
-        raw["device"] = args.device
-    if args.x8:
-        raw["x8"] = True
-    if args.literal:
-        raw["literal"] = True
-    if args.precision:
-        raw["precision"] = args.precision
+    apply_shared_flags(raw, args)
     if args.datasets:
         raw["datasets"] = [_dataset_arg(d) for d in args.datasets]
     if args.noise:
         raw["noise"] = args.noise
-    if args.out:
-        raw["out"] = os.path.abspath(args.out)
     if args.no_save_images:
         raw["save_images"] = False
-    if args.tile is not None:
-        raw["tile"] = args.tile
     opt = validate_test_options(raw, os.path.relpath(path))
     check_test_paths(opt)
     return opt

@@ -33,7 +33,13 @@ from tqdm import tqdm
 from data.lr_dataset import add_real_border, remove_real_border
 from evaluation.figures import kernel_figure, uncertainty_map
 from evaluation.inference import load_model, make_forward, run_flags
-from options.inference_options import PRECISION, apply_scale, check_real_paths, validate_real_options
+from options.inference_options import (
+    PRECISION,
+    apply_scale,
+    apply_shared_flags,
+    check_real_paths,
+    validate_real_options,
+)
 from options.options import read_yaml
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import KULNetError, run_cli
@@ -82,21 +88,9 @@ def build_options(args):
     if args.scale is not None:
         raw.setdefault("name", "KULNet_x4_real")
         apply_scale(raw, args.scale)
-    for key in ("input", "checkpoint", "out"):
-        if getattr(args, key):
-            raw[key] = os.path.abspath(getattr(args, key))
-    if args.tile is not None:
-        raw["tile"] = args.tile
+    apply_shared_flags(raw, args, paths=("input", "checkpoint", "out"))
     if args.no_border:
         raw["border"] = False
-    if args.x8:
-        raw["x8"] = True
-    if args.literal:
-        raw["literal"] = True
-    if args.precision:
-        raw["precision"] = args.precision
-    if args.device:
-        raw["device"] = args.device
     opt = validate_real_options(raw, os.path.relpath(args.opt) if args.opt else "command line")
     check_real_paths(opt)
     opt["files"] = [os.path.join(opt["input"], f) for f in SKIMAGE_INPUTS] if demo else None

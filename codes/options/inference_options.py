@@ -110,6 +110,27 @@ REAL_SCHEMA = {
 }
 
 
+def apply_shared_flags(raw, args, paths=("checkpoint", "out")):
+    """Put the command-line flags that test.py and test_real.py share over the option file's values.
+
+    Args:
+        raw (dict): YAML contents, changed in place.
+        args (argparse.Namespace): ``device``, ``precision``, ``x8``, ``literal``, ``tile`` and the
+            ``paths`` (taken from the current folder).
+    """
+    for key in paths:
+        if getattr(args, key):
+            raw[key] = os.path.abspath(getattr(args, key))
+    for key in ("device", "precision"):
+        if getattr(args, key):
+            raw[key] = getattr(args, key)
+    for key in ("x8", "literal"):
+        if getattr(args, key):
+            raw[key] = True
+    if args.tile is not None:
+        raw["tile"] = args.tile
+
+
 def _validate_datasets(raw, src):
     if raw is None:
         raw = [{"name": "Set5", "dataroot_HR": "datasets/Set5/HR"}]
