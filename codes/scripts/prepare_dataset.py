@@ -36,10 +36,10 @@ if __package__ in (None, ""):  # run as a script: put codes/ on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.hr_dataset import crop_too_small  # noqa: E402
+from data.lmdb_writer import PartialOutput  # noqa: E402
 from utils.errors import KULNetError, one_line, run_cli  # noqa: E402
 from utils.image_io import image_size, list_images, read_image_raw  # noqa: E402
 from utils.lmdb_layout import DATA_FILE, is_prepared  # noqa: E402
-from utils.lmdb_writer import PartialOutput  # noqa: E402
 
 PAGE = 4096  # LMDB page size: a large value takes whole overflow pages
 
