@@ -148,6 +148,11 @@ def _run(args, opt, stop, snapshot, t_launch):
         dist.barrier()
     logger = get_root_logger(log_file=os.path.join(exp_dir, f"train_{timestamp}.log"), rank=rank)
     logger.info("options: %s, device: %s, processes: %d", opt["opt_path"], device, world)
+    for line in model.loaded_weights or ["no pretrained weights: the network starts from its initialisation"]:
+        logger.info(line)
+    if model.mode == "estimator":
+        logger.info("train.mode estimator: the kernel estimator alone (kernel loss and KL term); the SR part "
+                    "is neither run nor trained")
     stop.world_size, stop.device = world, device
     if snapshot is not None:
         snapshot.world_size, snapshot.device = world, device

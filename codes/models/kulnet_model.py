@@ -16,6 +16,7 @@ import random
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from data.degradation import Degradation
@@ -23,7 +24,8 @@ from data.loader import hr_to_device
 from models.fast import accelerate
 from models.losses import KULNetLoss
 from models.lr_scheduler import IterationLR
-from models.networks import define_G, load_network, save_network
+from models.modules.kulnet import KULNetOutput
+from models.networks import define_G, load_estimator, load_network, save_network
 from utils.atomic_save import atomic_torch_save
 from utils.device import resolve_device
 from utils.errors import KULNetError
@@ -72,6 +74,19 @@ def derived_seed(*parts):
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
+class EstimatorStep(nn.Module):
+    """The kernel estimator alone as the trained network (``train.mode: estimator``): its output is a
+    :class:`KULNetOutput` without an SR image, so the losses skip the pixel term."""
+
+    def __init__(self, estimator):
+        super().__init__()
+        self.estimator = estimator
+
+    def forward(self, lr):
+        kernel, mean, log_var, _ = self.estimator(lr, return_kernel_map=False)
+        return KULNetOutput(None, kernel, mean, log_var)
+
+
 def _match_state_layouts(optimizer):
     """Give each optimiser state tensor its parameter's strides. A resumed state saved with the
     weights in another memory format (another device, or before ``models.fast.match_weight_layout``)
@@ -112,16 +127,19 @@ class KULNetModel:
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
 
         self.net = define_G(opt).to(self.device)
-        if opt["path"]["pretrain_model_G"]:
-            load_network(self.net, opt["path"]["pretrain_model_G"], strict=opt["path"]["strict_load"],
-                         expected_scale=self.scale)
+        self.loaded_weights = self._load_pretrained(opt["path"])  # lines for the training log
         self.net.train()
         # the fast forms (validation uses them too), before the optimiser: its states follow the weights
         accelerate(self.net, self.device, blur_impl=train_opt["blur_impl"])
-        self.net_eager = self.net
+        self.mode = train_opt["mode"]
+        trained = self.net
+        if self.mode == "estimator":  # the SR part is neither run nor trained
+            self.net.SR_net.requires_grad_(False)
+            trained = EstimatorStep(self.net.kernel_extra)
+        self.net_eager = trained
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net_eager = DistributedDataParallel(self.net, device_ids=ids)
+            self.net_eager = DistributedDataParallel(trained, device_ids=ids)
         self.net_train = self.net_eager
         self.compile_mode = "eager"
         self.compile_pending = False  # True until the first compiled step has run (compilation happens there)
@@ -142,7 +160,7 @@ class KULNetModel:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.criterion = KULNetLoss(
             self.scale, train_opt["pixel_weight"], train_opt["kernel_weight"], train_opt["kl_weight"],
-            train_opt["lr_consistency_weight"], train_opt["kl_weight_lr_consistency"])
+            train_opt["lr_consistency_weight"], train_opt["kl_weight_lr_consistency"], train_opt["kernel_loss"])
         deg = opt["degradation"]
         self.degradation = Degradation(
             self.scale, opt["kernel_size"], random_kernel=deg["random_kernel"],
@@ -159,6 +177,23 @@ class KULNetModel:
         self.last_checkpoint = None  # the newest state saved outside a run of skipped steps
         self.last_saved = None  # the newest state saved (what --auto_resume picks)
         self.log_dict = {}
+
+    def _load_pretrained(self, path_opt):
+        """Load ``path.pretrain_model_G`` then ``path.pretrain_model_K``; returns one line per file for
+        the log: path, strictness, missing and unexpected keys."""
+        lines = []
+        if path_opt["pretrain_model_G"]:
+            meta = load_network(self.net, path_opt["pretrain_model_G"], strict=path_opt["strict_load"],
+                                expected_scale=self.scale)
+            lines.append(f"path.pretrain_model_G: {path_opt['pretrain_model_G']} ({meta['format']} checkpoint, "
+                         f"strict_load {path_opt['strict_load']}; {len(meta['missing_keys'])} missing keys "
+                         f"{meta['missing_keys'][:5]}, {len(meta['unexpected_keys'])} unexpected "
+                         f"{meta['unexpected_keys'][:5]})")
+        if path_opt["pretrain_model_K"]:
+            meta = load_estimator(self.net, path_opt["pretrain_model_K"])
+            lines.append(f"path.pretrain_model_K: {path_opt['pretrain_model_K']} (the kernel estimator's "
+                         f"{meta['n_tensors']} tensors from {meta['format']} {meta['source']} weights; strict)")
+        return lines
 
     def use_compile(self, mode):
         """Train through ``torch.compile(mode=mode)`` (``'eager'``: not compiled). Checkpoints and

@@ -36,6 +36,16 @@ def kernel_loss(k_est, k_true, lr_hw, scale):
     return 1e4 * F.l1_loss(k_est.float(), k_true.float()) / (h * w * scale * scale)
 
 
+def kernel_l1_distance(k_est, k_true):
+    """The L1 distance between each estimated and true kernel (sum over the l*l entries), mean over the
+    batch: in [0, 2], whatever the patch size and the scale (the ``l1`` kernel loss).
+
+    Args:
+        k_est (Tensor): (B, l, l). k_true (Tensor): (B, l, l).
+    """
+    return (k_est.float() - k_true.float()).abs().sum(dim=(-2, -1)).mean()
+
+
 def kl_loss(mean, log_var):
     """KL term of the latent, mean over all elements (no weight applied).
 
@@ -66,20 +76,28 @@ def lr_consistency_loss(hr, k_est, lr_clean, scale):
     return F.l1_loss(redegraded, lr_clean.float())
 
 
+KERNEL_LOSSES = ("authors", "l1")
+
+
 class KULNetLoss:
     """The weighted sum of §4 with the authors' default weights.
 
     Args:
         scale (int): s.
         pixel_weight, kernel_weight, kl_weight (float): weights (1, 1, 1e-3 by default).
+        kernel_loss (str): ``'authors'`` (:func:`kernel_loss`, whose effective weight falls with the
+            patch size and the scale) or ``'l1'`` (:func:`kernel_l1_distance`).
         lr_consistency_weight (float): weight of the LR-consistency L1 (0: off, the default).
         kl_weight_lr_consistency (float): KL weight used instead of ``kl_weight`` when the
             LR-consistency branch is on (the authors use 1e-4 there).
     """
 
     def __init__(self, scale, pixel_weight=1.0, kernel_weight=1.0, kl_weight=1e-3,
-                 lr_consistency_weight=0.0, kl_weight_lr_consistency=1e-4):
+                 lr_consistency_weight=0.0, kl_weight_lr_consistency=1e-4, kernel_loss="authors"):
+        if kernel_loss not in KERNEL_LOSSES:
+            raise ValueError(f"kernel_loss={kernel_loss!r}: choose one of {KERNEL_LOSSES}")
         self.scale = scale
+        self.kernel_loss = kernel_loss
         self.pixel_weight = pixel_weight
         self.kernel_weight = kernel_weight
         self.lr_consistency_weight = lr_consistency_weight
@@ -96,12 +114,15 @@ class KULNetLoss:
         """
         parts = {}
         total = 0.0
-        if self.pixel_weight > 0:
+        if self.pixel_weight > 0 and out.sr is not None:  # no SR when the estimator trains alone
             parts["l_pix"] = self.pixel_weight * pixel_loss(out.sr, hr)
             total = total + parts["l_pix"]
         lr_hw = (hr.shape[-2] // self.scale, hr.shape[-1] // self.scale)
         if self.kernel_weight > 0:
-            parts["l_ker"] = self.kernel_weight * kernel_loss(out.kernel, k_true, lr_hw, self.scale)
+            if self.kernel_loss == "l1":
+                parts["l_ker"] = self.kernel_weight * kernel_l1_distance(out.kernel, k_true)
+            else:
+                parts["l_ker"] = self.kernel_weight * kernel_loss(out.kernel, k_true, lr_hw, self.scale)
             total = total + parts["l_ker"]
         if self.kl_weight > 0 and out.mean is not None:
             parts["l_kl"] = self.kl_weight * kl_loss(out.mean, out.log_var)

@@ -257,3 +257,35 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
                        len(unexpected), unexpected[:5])
     meta.update(format=fmt, scale=file_scale, missing_keys=missing, unexpected_keys=unexpected)
     return meta
+
+
+ESTIMATOR_PREFIX = "kernel_extra."
+
+
+def load_estimator(net, path):
+    """Load the kernel estimator's weights alone (``path.pretrain_model_K``): the ``kernel_extra.*``
+    tensors of a whole-network checkpoint (ours or the authors'), or a file of the estimator's own
+    state_dict. Every estimator key must be there with its shape.
+
+    Returns:
+        dict: ``format`` and ``source`` (``'whole network'`` or ``'estimator'``), ``n_tensors``, and
+        ``missing_keys``/``unexpected_keys`` (empty: a mismatch raises).
+
+    Raises:
+        KULNetError: unreadable file, or not the weights of this estimator.
+    """
+    estimator = _bare(net).kernel_extra
+    fmt, params, _ = read_checkpoint(path)
+    params = _strip_prefixes(params)
+    nested = {k[len(ESTIMATOR_PREFIX):]: v for k, v in params.items() if k.startswith(ESTIMATOR_PREFIX)}
+    weights, source = (nested, "whole network") if nested else (params, "estimator")
+    own = estimator.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    wrong = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise KULNetError(f"{path}: not the weights of this kernel estimator ({len(missing)} missing keys e.g. "
+                          f"{missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]}, {len(wrong)} of "
+                          f"another shape e.g. {wrong[:2]}); give a checkpoint of KULNet or of its kernel_extra")
+    estimator.load_state_dict(weights)
+    return {"format": fmt, "source": source, "n_tensors": len(weights), "missing_keys": [], "unexpected_keys": []}

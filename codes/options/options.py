@@ -245,7 +245,7 @@ def _check_paths(opt, src):
             detect_data_type(ds["dataroot_GT"], ds["data_type"])
         except KULNetError as err:
             raise KULNetError(f"{src}: datasets.{phase}.dataroot_GT: {err}") from None
-    for key in ("pretrain_model_G", "resume_state"):
+    for key in ("pretrain_model_G", "pretrain_model_K", "resume_state"):
         p = opt["path"][key]
         if p is not None and not os.path.isfile(p):
             raise KULNetError(f"{src}: path.{key}: file {p} does not exist")

@@ -101,7 +101,14 @@ TRAIN = {
     "warmup_iter": _k("int", 0, minimum=0, help="linear warm-up iterations (0: none)"),
     "pixel_criterion": _k("str", "l1", choices=("l1",), help="SR loss"),
     "pixel_weight": _k("float", 1.0, minimum=0, help="weight of the SR L1 loss"),
-    "kernel_weight": _k("float", 1.0, minimum=0, help="weight of the kernel loss (§4 scaling)"),
+    "kernel_weight": _k("float", 1.0, minimum=0, help="weight of the kernel loss"),
+    "kernel_loss": _k("str", "authors", choices=("authors", "l1"),
+                      help="authors: 1e4*mean|k_est-k|/(h*w*s^2), whose weight falls with the patch size and "
+                           "the scale (the paper's numbers); l1: the L1 distance between the kernels (sum over "
+                           "their entries), the same weight at every patch size"),
+    "mode": _k("str", "joint", choices=("joint", "estimator"),
+               help="joint: the whole network with every loss (the paper); estimator: the kernel estimator "
+                    "alone with the kernel loss and the KL term, the SR part neither run nor trained"),
     "kl_weight": _k("float", 1e-3, minimum=0, help="weight of the KL term"),
     "lr_consistency_weight": _k("float", 0.0, minimum=0,
                                 help="LR-consistency L1 weight (0: off, the released setting)"),
@@ -146,6 +153,8 @@ NETWORK_G = {
 PATH = {
     "experiments_root": _k("path", "experiments", help="parent of the experiment folders"),
     "pretrain_model_G": _k("path", None, help="initial weights (ours or the authors' .pth)"),
+    "pretrain_model_K": _k("path", None, help="initial weights of the kernel estimator alone, loaded after "
+                           "pretrain_model_G (a whole-network checkpoint's kernel_extra.* or an estimator's own)"),
     "strict_load": _k("bool", True, help="require every key when loading pretrain_model_G"),
     "resume_state": _k("path", None, help="training state to resume from (.state file)"),
 }

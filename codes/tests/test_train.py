@@ -565,3 +565,67 @@ def test_a_failing_compilation_goes_on_eagerly(tmp_path, monkeypatch, caplog):
     assert fb_losses == eager_losses  # the step was redone from the same random state
     for key, value in eager_w.items():
         assert torch.equal(fb_w[key], value), key
+
+
+def test_l1_kernel_loss_is_the_kernel_distance_at_every_patch_size():
+    from models.losses import KULNetLoss, kernel_l1_distance
+    from models.modules.kulnet import KULNetOutput
+
+    k = torch.zeros(2, 5, 5)
+    k[:, 0, 0] = 1
+    other = torch.zeros(2, 5, 5)
+    other[:, 4, 4] = 1
+    assert kernel_l1_distance(k, k).item() == 0 and kernel_l1_distance(k, other).item() == 2  # disjoint: 2
+    half = 0.5 * (k + other)
+    for size in (32, 96):  # the same value whatever the patch, unlike the authors' loss
+        hr = torch.zeros(2, 3, size, size)
+        out = KULNetOutput(None, half, None, None)
+        l1 = KULNetLoss(4, kernel_loss="l1")(out, hr, k)[1]["l_ker"].item()
+        authors = KULNetLoss(4)(out, hr, k)[1]["l_ker"].item()
+        assert l1 == pytest.approx(1.0) and authors == pytest.approx(1e4 * 1 / 25 / (size * size))
+
+
+def test_estimator_mode_trains_the_estimator_alone(tmp_path):
+    """train.mode estimator: one step moves the estimator's weights, leaves the SR part's as they were,
+    and has no pixel loss; the joint step moves both."""
+    from models import create_model
+
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    for mode in ("estimator", "joint"):
+        torch.manual_seed(0)
+        model = create_model(_tiny_opt(tmp_path, f"train: {{mode: {mode}, kernel_loss: l1}}\n"), device="cpu")
+        before = {k: v.clone() for k, v in model.net.state_dict().items()}
+        model.feed_data({"hr": hr})
+        assert model.optimize_parameters(1) is True
+        log = model.get_current_log()
+        changed = {k.split(".")[0] for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])}
+        if mode == "estimator":
+            assert changed == {"kernel_extra"} and "l_pix" not in log and log["l_ker"] > 0
+            with torch.no_grad():  # validation still runs the whole network
+                assert model.test(torch.rand(1, 3, 8, 8)).sr.shape == (1, 3, 32, 32)
+        else:
+            assert changed == {"kernel_extra", "SR_net"} and "l_pix" in log
+
+
+def test_pretrain_model_K_loads_the_estimator_alone(tmp_path):
+    """From a whole-network checkpoint's kernel_extra.* or from an estimator's own state_dict; the SR
+    part keeps its own weights; the log says what was loaded; another estimator is a one-line error."""
+    from models import create_model
+    from models.networks import define_G, save_network
+
+    torch.manual_seed(5)
+    source = define_G({"scale": 4, "kernel_size": 11, "network_G": {"est_nf": 8, "sr_nf": 8, "n_stages": 2}})
+    save_network(source, str(tmp_path / "whole.pth"))
+    torch.save(source.kernel_extra.state_dict(), tmp_path / "estimator.pth")
+    for name, kind in (("whole.pth", "whole network"), ("estimator.pth", "estimator")):
+        torch.manual_seed(0)
+        model = create_model(_tiny_opt(tmp_path, f"path: {{pretrain_model_K: {tmp_path / name}}}\n"), device="cpu")
+        for key, value in source.kernel_extra.state_dict().items():
+            assert torch.equal(model.net.kernel_extra.state_dict()[key], value), key
+        assert not torch.equal(model.net.SR_net.conv.weight, source.SR_net.conv.weight)
+        (line,) = model.loaded_weights
+        assert line.startswith(f"path.pretrain_model_K: {tmp_path / name}") and kind in line
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(KULNetError, match="not the weights of this kernel estimator") as err:
+        create_model(_tiny_opt(tmp_path, f"path: {{pretrain_model_K: {tmp_path / 'other.pth'}}}\n"), device="cpu")
+    assert "\n" not in str(err.value)
