@@ -20,7 +20,14 @@ from tqdm import tqdm
 from evaluation.evaluator import Evaluator
 from evaluation.inference import load_model, make_forward, run_flags
 from evaluation.protocol import SKIMAGE_PHOTOS, build_hr_sets, build_kernels, check_hr_sets
-from evaluation.results import kernel_table, paper_table, reproducibility_record, summarize, write_results
+from evaluation.results import (
+    kernel_estimation_table,
+    kernel_table,
+    paper_table,
+    reproducibility_record,
+    summarize,
+    write_results,
+)
 from options.inference_options import (
     PRECISION,
     apply_scale,
@@ -116,8 +123,8 @@ def main(argv=None):
     print()
     for entry in summary:
         print(kernel_table(entry) + "\n")
-    table = paper_table(summary, opt["scale"])
-    print(table)
+    print(paper_table(summary, opt["scale"]) + "\n")
+    print(kernel_estimation_table(summary))
     paths = write_results(opt["out"], rows, evaluator.columns(), summary, record, opt, opt["scale"])
     print(f"\nresults: {paths['csv']}, {paths['json']}, {paths['md']}")
     return 0

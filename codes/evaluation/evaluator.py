@@ -32,9 +32,10 @@ import time
 import torch
 
 from data.degradation import Degradation
+from evaluation.kernel_response import MOMENTS, kernel_moments
 from evaluation.metrics import calculate_psnr, calculate_ssim, kernel_psnr
 from evaluation.protocol import check_hr_size, load_hr_levels
-from evaluation.results import BASELINE_METRICS, KEY_COLUMNS, KULNET_METRICS, format_number
+from evaluation.results import BASELINE_METRICS, KERNEL_COLUMNS, KEY_COLUMNS, KULNET_METRICS, format_number
 from models.modules.operators import bicubic_up
 from utils.image_io import raw_to_float, tensor2img, write_image
 
@@ -77,10 +78,11 @@ class Evaluator:
         self.baselines = {k: bool(baselines.get(k)) for k in BASELINE_METRICS}
         self.save_dir, self.log = save_dir, log
         self.clean = Degradation(scale, kernel_size, random_noise=False, noise=0.0)
+        self.constant_kernel = None  # (l, l): the constant guess of the kernel metrics, set by run()
 
     def columns(self):
         """The CSV columns of this run (baseline columns only for enabled baselines)."""
-        return KEY_COLUMNS + KULNET_METRICS + [m for b, ms in BASELINE_METRICS.items()
+        return KEY_COLUMNS + KULNET_METRICS + KERNEL_COLUMNS + [m for b, ms in BASELINE_METRICS.items()
                                                if self.baselines[b] for m in ms]
 
     def evaluate_image(self, hr, tk, noise, generator):
@@ -116,6 +118,10 @@ class Evaluator:
             "kernel_psnr": kernel_psnr(k_est, k_true[0]),
             "time_s": elapsed,
         }
+        if self.constant_kernel is not None:
+            m["const_kernel_psnr"] = kernel_psnr(self.constant_kernel.to(k_est.device), k_true[0])
+        for prefix, kernel in (("kernel_", k_est), ("true_", k_true[0])):
+            m.update({prefix + name: float(v) for name, v in zip(MOMENTS, kernel_moments(kernel))})
         if self.baselines["bicubic"]:
             bic = tensor2img(bicubic_upsample(batch.lr, self.scale))
             m["bicubic_psnr_y"] = calculate_psnr(bic, hr_img, self.crop)
@@ -139,6 +145,8 @@ class Evaluator:
             list[dict]: one row per dataset x noise x kernel x image, keys :meth:`columns`.
         """
         rows = []
+        # the constant-guess baseline of the kernel metrics: always the mean of the protocol's kernels
+        self.constant_kernel = torch.stack([tk.kernel for tk in kernels]).mean(dim=0)
         for hs in hr_sets:
             images = []  # each image decoded once per dataset, kept as its 8-bit levels
             for name, loader in hs.items:

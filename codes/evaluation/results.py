@@ -26,13 +26,16 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
+from evaluation.kernel_response import MOMENTS, mean_response
 from utils.git_info import git_commit
 
 KEY_COLUMNS = ["dataset", "image", "noise", "kernel", "sig1", "sig2", "theta_deg", "height", "width"]
 KULNET_METRICS = ["psnr_y", "ssim_y", "lr_psnr_y", "lr_ssim_y", "kernel_psnr", "time_s"]
 BASELINE_METRICS = {"bicubic": ["bicubic_psnr_y", "bicubic_ssim_y"],
                     "non_blind": ["nonblind_psnr_y", "nonblind_ssim_y"]}
-COLUMNS = KEY_COLUMNS + KULNET_METRICS + [m for ms in BASELINE_METRICS.values() for m in ms]
+# the constant guess's kernel PSNR, then the moments of the estimated and the true kernel
+KERNEL_COLUMNS = ["const_kernel_psnr"] + [f"{who}_{m}" for who in ("kernel", "true") for m in MOMENTS]
+COLUMNS = KEY_COLUMNS + KULNET_METRICS + KERNEL_COLUMNS + [m for ms in BASELINE_METRICS.values() for m in ms]
 METHOD_LABELS = {"kulnet": "KULNet", "bicubic": "Bicubic", "non_blind": "KULNet, true kernel (non-blind)"}
 
 
@@ -61,7 +64,8 @@ def _grouped(items, key):
 
 
 def summarize(rows):
-    """Per-kernel means and the nine-kernel average, per dataset and noise level.
+    """Per-kernel means and the nine-kernel average, per dataset and noise level, with the kernel
+    response over the kernels (:mod:`evaluation.kernel_response`).
 
     Args:
         rows (list[dict]): rows of :meth:`Evaluator.run` (any metric columns present are averaged).
@@ -69,7 +73,8 @@ def summarize(rows):
     Returns:
         list[dict]: one entry per (dataset, noise): ``dataset``, ``noise``, ``per_kernel`` (list of
         dicts: ``kernel``, ``sig1``, ``sig2``, ``theta_deg``, ``n_images`` and each metric's mean
-        over the images) and ``average`` (each metric: the mean over kernels of the per-kernel mean).
+        over the images, the kernels' moments among them) and ``average`` (each metric: the mean
+        over kernels of the per-kernel mean; ``kernel_response``: the mean over images of the response).
     """
     metrics = [c for c in COLUMNS if c not in KEY_COLUMNS and rows and c in rows[0]]
     summary = []
@@ -81,6 +86,8 @@ def summarize(rows):
             entry.update({m: _mean([r[m] for r in krows]) for m in metrics})
             per_kernel.append(entry)
         average = {m: _mean([e[m] for e in per_kernel]) for m in metrics}
+        if "kernel_var_y" in metrics:  # across the kernels: not a per-kernel mean
+            average["kernel_response"] = mean_response(cell)
         summary.append({"dataset": dataset, "noise": noise, "n_kernels": len(per_kernel),
                         "per_kernel": per_kernel, "average": average})
     return summary
@@ -89,7 +96,7 @@ def summarize(rows):
 def kernel_table(entry):
     """Plain-text per-kernel table of one (dataset, noise) summary entry, with the average row."""
     cols = [("PSNR_Y", "psnr_y", 2), ("SSIM_Y", "ssim_y", 4), ("kPSNR", "kernel_psnr", 2),
-            ("LR PSNR", "lr_psnr_y", 2), ("bicubic", "bicubic_psnr_y", 2),
+            ("kPSNR 1", "const_kernel_psnr", 2), ("LR PSNR", "lr_psnr_y", 2), ("bicubic", "bicubic_psnr_y", 2),
             ("non-blind", "nonblind_psnr_y", 2), ("time s", "time_s", 2)]
     cols = [c for c in cols if c[1] in entry["average"]]
     head = f"{'kernel':>6} {'sig1':>5} {'sig2':>5} {'theta':>6} {'n':>4}" + "".join(f" {c[0]:>9}" for c in cols)
@@ -101,6 +108,9 @@ def kernel_table(entry):
     avg = entry["average"]
     label = f"{entry['n_kernels']}-kernel average"
     lines.append(f"{label:>29}" + "".join(f" {format_number(avg[c[1]], c[2]):>9}" for c in cols))
+    if "kernel_response" in avg:
+        lines.append(f"kPSNR 1: a constant guess (the mean of the kernels). Kernel response over the kernels: "
+                     f"{format_number(avg['kernel_response'], 3)} (a constant guess: 0, the true kernels: 1)")
     return "\n".join(lines)
 
 
@@ -125,6 +135,18 @@ def paper_table(summary, scale):
                 cells.append("-" if avg is None else
                              f"{format_number(avg[prefix + 'psnr_y'])} / {format_number(avg[prefix + 'ssim_y'], 4)}")
             lines.append(f"| {ds} | {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def kernel_estimation_table(summary):
+    """Markdown table of the kernel estimate per dataset and noise: kernel PSNR beside a constant
+    guess's, and the kernel response (0 for a constant guess, 1 for the true kernels)."""
+    lines = ["| Dataset | noise | kernel PSNR | constant guess | kernel response |", "| --- | --- | --- | --- | --- |"]
+    for e in summary:
+        avg = e["average"]
+        if "kernel_response" in avg:
+            lines.append(f"| {e['dataset']} | {e['noise']:g} | {format_number(avg['kernel_psnr'])} | "
+                         f"{format_number(avg['const_kernel_psnr'])} | {format_number(avg['kernel_response'], 3)} |")
     return "\n".join(lines)
 
 
@@ -207,7 +229,8 @@ def write_results(out_dir, rows, columns, summary, record, options, scale):
     table = paper_table(summary, scale)
     per_kernel = "\n\n".join(kernel_table(e) for e in summary)
     lines = ["# Results", "", table, "", "Nine-kernel average = mean over kernels of the per-kernel mean "
-             "over images (KULNET.md §7); PSNR / SSIM on Y, border cropped.", "", "## Per kernel", "",
+             "over images; PSNR / SSIM on Y, border cropped.", "", "## Kernel estimation", "",
+             kernel_estimation_table(summary), "", "## Per kernel", "",
              "```", per_kernel, "```", "", "## Reproducibility", ""]
     lines += [f"- {k}: `{json.dumps(_jsonable(v))}`" for k, v in record.items()]
     with open(paths["md"], "w", encoding="utf-8") as handle:

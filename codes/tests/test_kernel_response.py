@@ -1,0 +1,89 @@
+"""The kernel response: 0 for an estimator that does not follow the blur, 1 for one that does, and
+its place in the protocol's results beside a constant guess."""
+import numpy as np
+import pytest
+import torch
+
+from data.kernels import anisotropic_gaussian_kernels, paper_kernels
+from evaluation.kernel_response import MOMENTS, kernel_moments, kernel_response, mean_response
+
+
+def test_moments_of_a_gaussian_are_its_variances_and_centre():
+    """sig1/sig2 are variances (the authors' quirk): theta 0 gives var_x = sig1, var_y = sig2, cov 0;
+    90 degrees swaps them; the centre is that of the top-left l' x l' grid."""
+    k = anisotropic_gaussian_kernels(torch.tensor([2.0, 2.0]), torch.tensor([0.5, 0.5]),
+                                     torch.tensor([0.0, np.pi / 2]), 21, 4, dtype=torch.float64)
+    m = kernel_moments(k)  # sampled on the integer grid: a variance of 0.5 comes out 0.501
+    np.testing.assert_allclose(m[0], [8.5, 8.5, 0.5, 2.0, 0.0], atol=2e-3)
+    np.testing.assert_allclose(m[1], [8.5, 8.5, 2.0, 0.5, 0.0], atol=2e-3)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_true_kernels_score_one_constant_zero_shifted_one(scale):
+    true = kernel_moments(paper_kernels(scale))
+    assert kernel_response(true, true) == pytest.approx(1.0)
+    constant = np.repeat(kernel_moments(paper_kernels(scale).mean(0, keepdim=True)), 9, axis=0)
+    assert kernel_response(constant, true) == 0.0
+    shifted = kernel_moments(torch.roll(paper_kernels(scale), shifts=(1, 2), dims=(-2, -1)))
+    assert kernel_response(shifted, true) == pytest.approx(1.0)
+    wider = true.copy()
+    wider[:, 2:4] += 1.5  # blurrier by the same amount everywhere: still follows the blur
+    assert kernel_response(wider, true) == pytest.approx(1.0)
+    noise = np.random.default_rng(0).normal(0, 0.01, true.shape)
+    assert abs(kernel_response(constant + noise, true)) < 0.5  # almost constant: no systematic response
+
+
+def test_an_estimate_that_shrinks_as_the_blur_grows_scores_below_zero():
+    true = kernel_moments(paper_kernels(4))
+    opposite = true.copy()
+    opposite[:, 2:] = -true[:, 2:]
+    assert kernel_response(opposite, true) == pytest.approx(-1.0)
+
+
+def test_mean_response_averages_the_images():
+    true = kernel_moments(paper_kernels(4))
+    rows = []
+    for image, est in (("a", true), ("b", np.repeat(true[:1], 9, axis=0))):
+        for e, t in zip(est, true):
+            rows.append({"image": image, **{f"kernel_{m}": v for m, v in zip(MOMENTS, e)},
+                         **{f"true_{m}": v for m, v in zip(MOMENTS, t)}})
+    assert mean_response(rows) == pytest.approx(0.5)  # (1 + 0) / 2
+    assert np.isnan(mean_response(rows[:1]))  # one kernel: nothing to correlate
+
+
+def test_protocol_results_report_the_constant_guess_and_the_response(tmp_path):
+    """An Evaluator run of a 'perfect' estimator (the true kernel as the estimate) scores a response
+    of 1 and an infinite kernel PSNR; the constant guess's kernel PSNR is that of the mean kernel."""
+    from evaluation.evaluator import Evaluator
+    from evaluation.metrics import kernel_psnr
+    from evaluation.protocol import HRSet, build_kernels
+    from evaluation.results import kernel_estimation_table, summarize
+    from models.modules.kulnet import KULNetOutput
+
+    kernels = build_kernels({"scale": 2, "kernel_size": 21, "kernels": "paper"})
+    current = {}
+
+    def oracle(lr, kernel=None):  # upsampling only; reports the kernel it was degraded with
+        sr = torch.nn.functional.interpolate(lr, scale_factor=2, mode="nearest")
+        return KULNetOutput(sr, current["k"][None], None, None)
+
+    ev = Evaluator(oracle, 2, 21, 2, 0, torch.device("cpu"), {"bicubic": False, "non_blind": False})
+    real_evaluate = ev.evaluate_image
+
+    def evaluate(hr, tk, noise, generator):
+        current["k"] = tk.kernel
+        return real_evaluate(hr, tk, noise, generator)
+
+    ev.evaluate_image = evaluate
+    rng = np.random.default_rng(0)
+    images = [(f"im{i}", lambda i=i: rng.random((16, 20, 3)).astype(np.float32)) for i in range(2)]
+    rows = ev.run([HRSet("tiny", images)], kernels, [0.0])
+    (entry,) = summarize(rows)
+    avg = entry["average"]
+    assert avg["kernel_response"] == pytest.approx(1.0)
+    mean_kernel = torch.stack([k.kernel for k in kernels]).mean(0)
+    want = np.mean([kernel_psnr(mean_kernel, k.kernel) for k in kernels])
+    assert avg["const_kernel_psnr"] == pytest.approx(want)
+    per_kernel = entry["per_kernel"][4]  # the moments go in the results, per kernel
+    assert per_kernel["true_var_y"] == pytest.approx(per_kernel["kernel_var_y"])
+    assert "| tiny | 0 | inf |" in kernel_estimation_table([entry])
