@@ -1,9 +1,10 @@
-"""Validation during training (KULNET.md §6): the validation HR images degraded with one fixed
-kernel and noise level, the same LR at every validation (fixed seed), scored on the Y channel.
+"""Validation during training: the validation HR images degraded with one fixed kernel and noise
+level (the authors' setting), the same LR at every validation (fixed seed), scored on the Y channel.
 
 Metrics per image, averaged: PSNR_Y / SSIM_Y of the SR result (``scale`` pixels cropped from each
-border), kernel PSNR (raw kernels), and LR PSNR_Y between the clean LR and the HR re-degraded with
-the estimated kernel.
+border), kernel PSNR (raw kernels), LR PSNR_Y between the clean LR and the HR re-degraded with the
+estimated kernel, and the kernel response over the nine paper kernels (the estimator alone, so that
+an estimator that stops following the blur shows early; :mod:`evaluation.kernel_response`).
 """
 import os
 
@@ -11,7 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.degradation import Degradation, blur_subsample, quantize
+from data.kernels import paper_kernels
 from evaluation.figures import kernel_image
+from evaluation.kernel_response import kernel_moments, kernel_response
 from evaluation.metrics import calculate_psnr_batch, calculate_ssim_batch, kernel_psnr
 from utils.device import cudnn_autotuning
 from utils.image_io import tensor2img, write_image
@@ -33,7 +36,7 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
         tb_logger (SummaryWriter | None): metrics and the first image pair go there.
 
     Returns:
-        dict[str, float]: psnr_y, ssim_y, kernel_psnr, lr_psnr_y (means over the images).
+        dict[str, float]: psnr_y, ssim_y, kernel_psnr, lr_psnr_y, kernel_response (means over the images).
     """
     scale, device = model.scale, model.device
     deg = Degradation(scale, model.opt["kernel_size"], random_kernel=False, sig1=val_opt["sig1"],
@@ -44,8 +47,12 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
     limit = val_opt.get("max_images") or len(dataset)
     sums = {"psnr_y": 0.0, "ssim_y": 0.0, "kernel_psnr": 0.0, "lr_psnr_y": 0.0}
     count = 0
-    with cudnn_autotuning(False):  # each image has its own size (first H100 run: 8 s for the first
-        for data in loader:        # validation, autotuning; 1 s for the next ones)
+    responses = []
+    paper = paper_kernels(scale, model.opt["kernel_size"], device=device)
+    every_kernel = Degradation(scale, model.opt["kernel_size"], random_noise=False, noise=val_opt["noise"])
+    response_noise = torch.Generator(device).manual_seed(VAL_SEED + 1)  # the main LRs stay as they were
+    with cudnn_autotuning(False):  # each image has its own size: autotuning would run for each
+        for data in loader:
             if count >= limit:
                 break
             hr = data["hr"].to(device)
@@ -58,6 +65,8 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
             sums["kernel_psnr"] += kernel_psnr(out.kernel[0], d.kernel[0])
             lr_re = quantize(blur_subsample(hr, out.kernel, scale))
             sums["lr_psnr_y"] += calculate_psnr_batch(lr_re, d.lr_clean, 0).item()
+            batch = every_kernel(hr.expand(len(paper), -1, -1, -1), generator=response_noise, kernel=paper)
+            responses.append(kernel_response(kernel_moments(model.test_kernel(batch.lr)), kernel_moments(paper)))
             if count < n_save:
                 k_img = kernel_image(out.kernel[0])
                 if save_dir:
@@ -72,6 +81,7 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
                     tb_logger.add_image(f"val/{name}_kernel", k_img.transpose(2, 0, 1), iteration)
             count += 1
     metrics = {k: v / max(count, 1) for k, v in sums.items()}
+    metrics["kernel_response"] = sum(responses) / max(len(responses), 1)
     if tb_logger is not None:
         for key, value in metrics.items():
             tb_logger.add_scalar(f"val/{key}", value, iteration)

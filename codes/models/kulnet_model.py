@@ -344,6 +344,16 @@ class KULNetModel:
             self.net.train()
         return type(out)(*[None if t is None else t.float() for t in out])
 
+    @torch.no_grad()
+    def test_kernel(self, lr):
+        """Eval-mode kernel estimate alone (the SR part does not run): lr (B, 3, h, w) -> (B, l, l) float32."""
+        self.net.eval()
+        try:
+            with self._autocast():
+                return self.net.estimate_kernel(lr.to(self.device))[0].float()
+        finally:
+            self.net.train()
+
     def get_current_log(self, reduce=False):
         """dict: the last iteration's losses (floats) and the count of skipped steps.
 

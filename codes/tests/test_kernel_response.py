@@ -87,3 +87,30 @@ def test_protocol_results_report_the_constant_guess_and_the_response(tmp_path):
     per_kernel = entry["per_kernel"][4]  # the moments go in the results, per kernel
     assert per_kernel["true_var_y"] == pytest.approx(per_kernel["kernel_var_y"])
     assert "| tiny | 0 | inf |" in kernel_estimation_table([entry])
+
+
+def test_validation_logs_the_response_over_the_paper_kernels():
+    """A stand-in model whose estimator returns the true kernels scores 1 at validation, one that
+    always returns the same kernel 0: a collapse shows in the training log."""
+    from evaluation.validation import validate
+    from models.modules.kulnet import KULNetOutput
+
+    class StandIn:
+        scale, device, opt = 2, torch.device("cpu"), {"kernel_size": 21}
+
+        def __init__(self, follows):
+            self.follows = follows
+
+        def test(self, lr):
+            sr = torch.nn.functional.interpolate(lr, scale_factor=2, mode="nearest")
+            return KULNetOutput(sr, paper_kernels(2)[:1], None, None)
+
+        def test_kernel(self, lr):
+            assert lr.shape[0] == 9  # one image under the nine kernels, in one batch
+            return paper_kernels(2) if self.follows else paper_kernels(2)[:1].expand(9, -1, -1)
+
+    data = [{"hr": torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(i)), "path": f"{i}.png"}
+            for i in range(2)]
+    val_opt = {"sig1": 3.5, "sig2": 1.5, "theta": 0.5233, "noise": 10.0, "max_images": None}
+    assert validate(StandIn(True), data, val_opt, 1)["kernel_response"] == pytest.approx(1.0)
+    assert validate(StandIn(False), data, val_opt, 1)["kernel_response"] == 0.0
