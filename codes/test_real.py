@@ -31,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from data.lr_dataset import add_real_border, remove_real_border
-from evaluation.figures import kernel_figure, uncertainty_map
+from evaluation.figures import kernel_scale_figure, uncertainty_figure
 from evaluation.inference import load_model, make_forward, run_flags
+from evaluation.shipped import low_response_note
 from options.inference_options import (
     PRECISION,
     apply_scale,
@@ -170,10 +171,10 @@ def restore_one(path, forward, opt, device, stem=None):
     stem = os.path.join(opt["out"], stem)
     write_image(f"{stem}_SR.png", tensor2img(sr))
     np.save(f"{stem}_kernel.npy", kernel)
-    write_image(f"{stem}_kernel.png", kernel_figure(kernel))
+    write_image(f"{stem}_kernel.png", kernel_scale_figure(kernel))
     if out.log_var is not None:
-        heat, _ = uncertainty_map(remove_real_border(out.log_var, border, 1), sr.shape[-2:])
-        write_image(f"{stem}_uncertainty.png", heat)
+        write_image(f"{stem}_uncertainty.png", uncertainty_figure(remove_real_border(out.log_var, border, 1),
+                                                                  sr.shape[-2:]))
     notes = []
     if info.was_grayscale:
         notes.append("grayscale in, restored as three channels")
@@ -191,6 +192,9 @@ def main(argv=None):
     prepare_output_dir(opt["out"])
     device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
+    note = low_response_note(opt["checkpoint"])
+    if note:
+        print(note)
     forward = make_forward(model, opt["scale"], opt["tile"], opt["tile_overlap"], opt["x8"],
                            opt["precision"])
     print(f"KULNet x{opt['scale']} | {opt['checkpoint']} | device {device} | {len(paths)} image(s) "

@@ -4,7 +4,7 @@ All functions take and return RGB ``uint8`` numpy images (H, W, 3) (write them w
 :func:`utils.image_io.write_image`); text is drawn with OpenCV (no other dependency).
 
 Public API:
-    kernel_image, kernel_figure, uncertainty_map, comparison_figure
+    kernel_image, kernel_figure, kernel_scale_figure, uncertainty_map, uncertainty_figure, comparison_figure
 """
 import cv2
 import numpy as np
@@ -74,11 +74,61 @@ def kernel_figure(k_est, k_true=None, kernel_psnr=None, zoom=8, gap=8):
     return canvas
 
 
+def _scale_bar(height, colormap=None, width=12):
+    """A vertical bar from the top (the maximum) to the bottom (0 or the minimum): (height, width, 3)."""
+    ramp = np.linspace(255, 0, height).round().astype(np.uint8)[:, None].repeat(width, axis=1)
+    if colormap is None:
+        return np.repeat(ramp[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(cv2.applyColorMap(ramp, colormap)[:, :, ::-1])
+
+
+def _with_legend(img, bar, top_label, bottom_label, caption, gap=6):
+    """``img`` with ``bar`` on its right (labelled at its ends) and a caption line underneath."""
+    h, w = img.shape[:2]
+    label_w = 8 * max(len(top_label), len(bottom_label)) + 4
+    caption_w = 7 * len(caption) + 8
+    width = max(w + gap + bar.shape[1] + 4 + label_w, caption_w)
+    canvas = np.zeros((h + 22, width, 3), np.uint8)
+    canvas[:h, :w] = img
+    x = w + gap
+    canvas[:h, x:x + bar.shape[1]] = cv2.resize(bar, (bar.shape[1], h), interpolation=cv2.INTER_NEAREST)
+    _label(canvas, top_label, (x + bar.shape[1] + 4, 12), 0.4)
+    _label(canvas, bottom_label, (x + bar.shape[1] + 4, h - 3), 0.4)
+    _label(canvas, caption, (2, h + 16), 0.4)
+    return canvas
+
+
+def kernel_scale_figure(kernel, zoom=8):
+    """A real photo's estimated kernel with its scale: the gray level's value (0 to the kernel's peak)
+    on a bar beside it, and its size in HR pixels underneath.
+
+    Args:
+        kernel (np.ndarray | Tensor): (l, l), >= 0, sums to 1.
+
+    Returns:
+        np.ndarray: uint8 (H, W, 3) RGB.
+    """
+    k = _numpy(kernel)
+    size = f"{k.shape[0]}x{k.shape[1]} HR pixels, sums to 1"
+    return _with_legend(kernel_image(k, zoom), _scale_bar(k.shape[0] * zoom), f"{k.max():.4f}", "0", size)
+
+
+def uncertainty_figure(log_var, size, colormap=cv2.COLORMAP_INFERNO):
+    """:func:`uncertainty_map` with a colour bar (its range of variances) and a one-line caption.
+
+    Returns:
+        np.ndarray: uint8 RGB: the (H, W) map, the bar on its right, the caption underneath.
+    """
+    heat, (lo, hi) = uncertainty_map(log_var, size, colormap)
+    caption = "latent variance of the kernel estimate: bright = less certain"
+    return _with_legend(heat, _scale_bar(heat.shape[0], colormap), f"{hi:.3g}", f"{lo:.3g}", caption)
+
+
 def uncertainty_map(log_var, size, colormap=cv2.COLORMAP_INFERNO):
     """Heat map of the estimator's latent variance ``exp(2 log_var)``, averaged over channels.
 
-    ``exp(log_var)`` is the standard deviation of the latent (authors' convention, KULNET.md §2), so
-    the variance is ``exp(2 log_var)``. The map is scaled from its own minimum (dark) to its maximum
+    ``exp(log_var)`` is the standard deviation of the latent (the authors' convention), so the
+    variance is ``exp(2 log_var)``. The map is scaled from its own minimum (dark) to its maximum
     (bright), then resized to ``size`` with bilinear interpolation.
 
     Args:

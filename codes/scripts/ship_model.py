@@ -36,6 +36,7 @@ if CODES_DIR not in sys.path:
     sys.path.insert(0, CODES_DIR)
 
 from evaluation.results import format_number, sha256_file  # noqa: E402
+from evaluation.shipped import load_manifest  # noqa: E402
 from models.networks import define_G, load_network, read_checkpoint, save_network  # noqa: E402
 from options.options import REPO_ROOT, dump, read_yaml  # noqa: E402
 from utils.atomic_save import atomic_write_text  # noqa: E402
@@ -114,23 +115,10 @@ def results_entries(averages):
         for method, prefix in METHODS:
             if f"{prefix}psnr_y" in avg:
                 row[method] = {"psnr_y": avg[f"{prefix}psnr_y"], "ssim_y": avg[f"{prefix}ssim_y"]}
-        row["kulnet"]["kernel_psnr"] = avg.get("kernel_psnr")
+        for key in ("kernel_psnr", "const_kernel_psnr", "kernel_response"):
+            row["kulnet"][key] = avg.get(key)
         rows.append(row)
     return rows
-
-
-def load_manifest(path):
-    """dict ``{'files': {name: entry}}``; empty when the file does not exist yet."""
-    if not os.path.exists(path):
-        return {"files": {}}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as err:
-        raise KULNetError(f"{path}: cannot read the manifest ({err}); restore it from git")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise KULNetError(f"{path}: not a manifest (no 'files' object); restore it from git")
-    return manifest
 
 
 def continuation(start, entry, name):

@@ -114,3 +114,56 @@ def test_validation_logs_the_response_over_the_paper_kernels():
     val_opt = {"sig1": 3.5, "sig2": 1.5, "theta": 0.5233, "noise": 10.0, "max_images": None}
     assert validate(StandIn(True), data, val_opt, 1)["kernel_response"] == pytest.approx(1.0)
     assert validate(StandIn(False), data, val_opt, 1)["kernel_response"] == 0.0
+
+
+def test_kernel_response_script_gives_test_py_kernel_figures(tmp_path):
+    """scripts/kernel_response.py (the estimator alone) reports test.py's kernel PSNR, constant guess
+    and response on the same data."""
+    import json
+
+    import cv2
+    from _eval_helpers import run_script, smooth_image, write_tiny_checkpoint, write_yaml
+
+    hr = tmp_path / "HR"
+    hr.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(hr / f"{i}.png"), smooth_image(24, 28, seed=i))
+    ckpt = tmp_path / "tiny_x2.pth"
+    net = write_tiny_checkpoint(ckpt, scale=2)
+    res = run_script("scripts/kernel_response.py", "--checkpoint", ckpt, "--scale", 2, "--datasets", f"tiny={hr}",
+                     "--device", "cpu", "--json", tmp_path / "k.json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    quick = json.loads((tmp_path / "k.json").read_text())["results"][0]
+    opt = write_yaml(tmp_path / "t.yml", {"scale": 2, "checkpoint": str(ckpt), "network_G": net, "device": "cpu",
+                                          "datasets": [{"name": "tiny", "dataroot_HR": str(hr)}],
+                                          "save_images": False, "out": str(tmp_path / "full")})
+    res = run_script("test.py", "-opt", opt)
+    assert res.returncode == 0, res.stderr[-2000:]
+    full = json.loads((tmp_path / "full" / "results.json").read_text())["summary"][0]["average"]
+    for key in ("kernel_psnr", "const_kernel_psnr", "kernel_response"):
+        assert quick[key] == pytest.approx(full[key], abs=1e-6), key
+    assert "| tiny | 0 |" in res.stdout  # test.py prints the kernel estimation table
+
+
+def test_low_response_note_for_shipped_files_only(tmp_path):
+    import json
+
+    from _eval_helpers import write_tiny_checkpoint
+
+    from evaluation.results import sha256_file
+    from evaluation.shipped import low_response_note
+
+    ckpt = tmp_path / "KULNet_x4.pth"
+    write_tiny_checkpoint(ckpt)
+    manifest = tmp_path / "manifest.json"
+    for response, noted in ((0.12, True), (0.9, False), (None, False)):
+        entry = {"sha256": sha256_file(str(ckpt)),
+                 "results": [{"dataset": "Set5", "noise": 0.0, "kulnet": {"kernel_response": response}}]}
+        manifest.write_text(json.dumps({"files": {"KULNet_x4.pth": entry}}))
+        note = low_response_note(str(ckpt), str(manifest))
+        assert (note is not None) == noted
+        if noted:
+            assert "KULNet_x4.pth does not follow the blur (kernel response 0.12" in note and "\n" not in note
+    other = tmp_path / "other.pth"
+    write_tiny_checkpoint(other, seed=1)
+    assert low_response_note(str(other), str(manifest)) is None  # not a shipped file

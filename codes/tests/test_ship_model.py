@@ -124,7 +124,8 @@ def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
 
 def test_continuation_rules_and_one_line_errors(tmp_path):
     from evaluation.results import sha256_file
-    from scripts.ship_model import check_readme, continuation, load_manifest
+    from evaluation.shipped import load_manifest
+    from scripts.ship_model import check_readme, continuation
     from utils.atomic_save import atomic_write_text
     from utils.errors import KULNetError
 
