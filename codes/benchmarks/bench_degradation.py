@@ -1,4 +1,4 @@
-"""Time the batched training degradation (KULNET.md §5) per batch; prints figures, asserts nothing.
+"""Time the batched training degradation (the paper's synthetic degradation) per batch; prints figures, asserts nothing.
 
 One batch = random kernel synthesis + blur + subsample + noise + quantisation of B x 3 x G x G HR
 crops (default 16 x 3 x 192 x 192 at x4, the paper's training batch). Rows:

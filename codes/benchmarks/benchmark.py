@@ -3,7 +3,7 @@
 Figures (one device, scale and precision per run; median of ``--repeats`` after ``--warmup``):
 
     train     full training step at batch B, GT G (default 16, 48*s): LR synthesis on the device
-              (data.degradation.Degradation), forward, the three losses (KULNET.md §4), backward,
+              (data.degradation.Degradation), forward, the three losses of the paper, backward,
               optimiser (the training wrapper ``models.kulnet_model.KULNetModel``; ``--step composed``
               builds the same step from define_G + losses). ms/step, it/s, peak memory.
     degrade   one degradation of the training batch (kernels, blur, subsample, noise, quantisation).

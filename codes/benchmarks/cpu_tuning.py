@@ -1,9 +1,9 @@
 """CPU speed settings for inference and benchmarks (process-wide; nothing here changes numerics).
 
 On Linux/glibc every large tensor (>= 32 MiB here, e.g. a 32-channel 512x512 feature map) is a fresh
-``mmap`` that is returned to the OS when freed, so each new one pays page faults again: measured
-~20% of KULNet's x4 CPU inference at LR 128x128. :func:`keep_freed_memory` makes glibc keep such
-memory in the heap for reuse. Peak RSS stays about the same (the process needs that peak anyway).
+``mmap`` that is returned to the OS when freed, so each new one pays page faults again, a sizeable
+share of KULNet's CPU inference. :func:`keep_freed_memory` makes glibc keep such memory in the heap
+for reuse. Peak RSS stays about the same (the process needs that peak anyway).
 """
 import ctypes
 import ctypes.util

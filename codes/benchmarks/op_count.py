@@ -1,6 +1,6 @@
 """Operators dispatched per training step, by phase: a CPU-measurable proxy for the host overhead
-that bounded the step on a GPU (H100, x2, 2026-11-25: the GPU was busy 33 ms of a 76 ms step, the
-rest was the host dispatching and launching; x4, 2026-11-26: busy 63 ms of 71, after channels-last).
+that bounds a training step on a GPU whenever the GPU is busy for less of the step than its wall
+time (the profiles of ``gpu_check.sh`` show the two).
 
     python codes/benchmarks/op_count.py --scale 4            # default speed/memory options
     python codes/benchmarks/op_count.py --scale 4 --plain    # every option off

@@ -14,7 +14,7 @@ Keys of ``dataset_opt`` (YAML ``datasets: <phase>:`` block; paths relative to th
     dataroot_kernel: optional kernels for 'paired' (.npy/.mat folder or file)
     GT_size, use_flip, use_rot: training crops and augmentation (mode HR)
     uint8_crops: mode HR, training: 8-bit crops as uint8 tensors (see HRDataset)
-    add_border: mode LR, default True (KULNET.md §8)
+    add_border: mode LR, default True (the authors' blurred border of real photos)
     n_workers, batch_size, drop_last (default True), pin_memory (default: when CUDA is available)
 """
 import os

@@ -1,4 +1,4 @@
-"""Synthetic degradation of whole HR batches on their own device (KULNET.md §5).
+"""Synthetic degradation of whole HR batches on their own device, with the authors' conventions.
 
 HR (B, C, H, W) in [0, 1] -> per-image Gaussian kernel -> blur (replicate padding ``l // 2``,
 correlation, no flip) -> subsample every ``s``-th pixel from (0, 0) -> Gaussian noise, clamp to [0, 1]
@@ -311,7 +311,7 @@ class Degradation:
 
 
 def validation_degradation(scale, kernel_size=21):
-    """The authors' fixed validation degradation (KULNET.md §6): sig1 3.5, sig2 1.5, theta 0.5233 rad,
+    """The authors' fixed validation degradation: sig1 3.5, sig2 1.5, theta 0.5233 rad,
     noise 10/255."""
     return Degradation(
         scale, kernel_size, random_kernel=False, sig1=3.5, sig2=1.5, theta=0.5233,

@@ -2,7 +2,7 @@
 
 Why: a run resumed in the middle of an epoch must see the same batches, crops and flips as an
 uninterrupted one, whatever the number of data-loader workers. The epoch's order is a permutation
-seeded by ``(seed, epoch)``; consumed batches are skipped with ``start_batch``; and every item carries
+seeded by ``(seed, epoch)``; consumed batches are skipped with ``start_batch``; and every item comes with
 its own seed, from which :class:`SeededDataset` seeds the random crop and augmentation.
 
 With ``world_size`` ranks (DDP) the permutation is shared and rank ``r`` takes positions

@@ -1,7 +1,7 @@
 """HR-only dataset: random augmented crops for training, mod-cropped full images for testing.
 
 The LR images are synthesised from these HR images on the fly, on whole batches
-(:class:`data.degradation.Degradation`), as in the paper (KULNET.md §5-§6).
+(:class:`data.degradation.Degradation`), as in the paper.
 """
 import numpy as np
 import torch

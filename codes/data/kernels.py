@@ -1,4 +1,4 @@
-"""Gaussian blur kernels of the synthetic degradation, batched in torch (KULNET.md §5.1, §7).
+"""Gaussian blur kernels of the synthetic degradation, batched in torch (the paper's experiments).
 
 Every kernel is ``l x l`` (``l = kernel_size``, 21 by default) with the Gaussian drawn on an
 ``l' x l'`` grid, ``l' = l - s + 1``, placed in the top-left corner of an all-zero array (quirk of the
@@ -92,7 +92,7 @@ def _finish(k, kernel_size, scale, dtype):
 
 
 def anisotropic_gaussian_kernels(sig1, sig2, theta, kernel_size=21, scale=4, dtype=torch.float32):
-    """Anisotropic Gaussian kernels, one per batch element (KULNET.md §5.1).
+    """Anisotropic Gaussian kernels, one per batch element.
 
     Covariance ``S = R(theta) diag(sig1, sig2) R(theta)^T``; sig1 and sig2 are the eigenVALUES
     (variances, quirk of the authors), theta in radians. The density of N(0, S) is sampled on the
@@ -149,7 +149,7 @@ def isotropic_gaussian_kernels(sigma, kernel_size=21, scale=4, dtype=torch.float
 
 
 def random_kernel_params(batch, generator=None, device=None, sig_min=0.2, sig_max=4.0, rate_iso=0.0):
-    """Draw per-image kernel parameters from the training distribution (KULNET.md §5.1).
+    """Draw per-image kernel parameters from the training distribution.
 
     Anisotropic draws: ``sig1 ~ U(sig_min, sig_max)``, ``sig2 ~ U(sig_min, sig1)`` (variances),
     ``theta ~ U(0, pi)``. With probability ``rate_iso`` an image gets an isotropic kernel instead:
@@ -235,5 +235,5 @@ def paper_kernel_params(device=None):
 
 
 def paper_kernels(scale, kernel_size=21, device=None, dtype=torch.float32):
-    """The nine paper test kernels (KULNET.md §7) at ``scale``: Tensor (9, l, l) in PAPER_KERNELS order."""
+    """The nine test kernels of the paper tables at ``scale``: Tensor (9, l, l) in PAPER_KERNELS order."""
     return make_kernels(paper_kernel_params(device), kernel_size, scale, dtype=dtype)

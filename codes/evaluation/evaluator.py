@@ -1,4 +1,4 @@
-"""The paper's synthetic test protocol (KULNET.md §7) as a grid, its summaries and results files.
+"""The paper's synthetic test protocol as a grid, its summaries and results files.
 
 Grid: every dataset x noise level x kernel x image. For each cell the HR image (mod-cropped) is
 degraded with the kernel and a fixed noise level (the noise generator is seeded with ``seed`` at the
@@ -15,7 +15,7 @@ grid, as when the authors ran one setting per invocation), restored, and scored:
   (``model(lr, kernel=true_kernel)``), the bound on what kernel estimation can give.
 
 Summary (per method and metric): per-kernel mean over the images, then the nine-kernel average =
-the mean over kernels of the per-kernel means (KULNET.md §7; equal to the mean over all images only
+the mean over kernels of the per-kernel means (as the paper reports it; equal to the mean over all images only
 when every kernel has the same images). ``inf`` (identical images) propagates into the means;
 SSIM is NaN for images smaller than its 11x11 window and NaN values are left out of means.
 

@@ -1,4 +1,4 @@
-"""Image and kernel quality metrics of the paper's protocol (KULNET.md §7).
+"""Image and kernel quality metrics of the paper's protocol.
 
 PSNR and SSIM are computed on 8-bit images (floats are rounded to 8 bits first), on the Y channel of
 MATLAB's BT.601 ``rgb2ycbcr`` by default, with ``crop_border`` pixels removed from every side (the

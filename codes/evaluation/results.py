@@ -1,11 +1,11 @@
-"""Summaries and results files of the synthetic test protocol (KULNET.md §7).
+"""Summaries and results files of the synthetic test protocol.
 
 Summary (per method and metric): per-kernel mean over the images, then the nine-kernel average =
 the mean over kernels of the per-kernel means (equal to the mean over all images only when every
 kernel has the same images). ``inf`` (identical images) propagates into the means; NaN values (SSIM
 of images smaller than its window) are left out of means.
 
-Results files (``results.csv``, ``results.json``, ``results.md``) carry the reproducibility record:
+Results files (``results.csv``, ``results.json``, ``results.md``) hold the reproducibility record:
 git commit, checkpoint sha256, options, seed, device and library versions. The CSV starts with
 ``# key: value`` lines (read it with ``pandas.read_csv(path, comment='#')``); JSON writes non-finite
 numbers as the strings ``"inf"`` / ``"nan"``.

@@ -4,7 +4,7 @@ Why the plain recipe (flip the LR, run, flip the SR back, average) is wrong here
 --------------------------------------------------------------------------------
 The synthetic LR pixel ``i`` is a blur centred on HR pixel ``s*i - (s-1)/2``: the Gaussian sits in
 the top-left ``l' x l'`` block (``l' = l - s + 1``) of the 21x21 kernel, whose centre is
-``(s-1)/2`` pixels before the centre ``l // 2`` of the replicate padding (KULNET.md §5, a quirk).
+``(s-1)/2`` pixels before the centre ``l // 2`` of the replicate padding (the authors' top-left kernel grid, a quirk).
 The network learns that convention. Flip an LR image and its pixel ``i`` is centred on
 ``s*i + 3(s-1)/2`` of the flipped HR: ``2(s-1)`` HR pixels off the convention (6 pixels at x4).
 Exactly (up to the image border, see ``tests/test_self_ensemble.py``)::

@@ -19,10 +19,9 @@ receptive field is under ``overlap - overlap // 2`` LR pixels (tested with a loc
 KULNet's SR part is not local: the gradient steps (21x21 kernel plus bicubic resampling) and the
 U-Net (16x pooling) of four stages reach a few hundred HR pixels, with contributions that decay
 with the distance, so tiled outputs differ from untiled ones by an amount that falls as ``overlap``
-grows (``tests/test_tiling.py`` bounds it). Measured with the paper widths, random weights, a
-64x64 LR and tiles of 32: max |tiled - untiled| = 0.59 without overlap, 0.028 with 8 and 0.004
-with 16 LR pixels (mean 1e-4); re-measure on a trained model before relying on a bound. Tiling is
-therefore used only where the untiled run does not fit in memory (:func:`auto_tile`).
+grows (``tests/test_tiling.py`` bounds it), and a difference can also flip one of the LSM step's
+masks at a pixel. Tiling is therefore used only where the untiled run does not fit in memory
+(:func:`auto_tile`).
 
 Public API:
     tile_alignment, tiled_restore, tiled_forward, auto_tile
@@ -34,9 +33,8 @@ import torch
 from models.modules.kulnet import KULNetOutput
 
 DEFAULT_OVERLAP = 32
-# Untiled KULNet needs about 2.5 GB per HR megapixel on the CPU (measured: 4.2 GB at 1080x1600), so
-# auto_tile leaves images up to 4 HR megapixels whole and splits larger ones into cores of 1024 HR
-# pixels (patches of (1024 + 2 * overlap * s)^2 HR pixels, about 4 GB).
+# Untiled KULNet needs about 2.5 GB per HR megapixel on the CPU, so auto_tile leaves images up to 4 HR
+# megapixels whole and splits larger ones into cores of 1024 HR pixels (patches of about 4 GB).
 MAX_UNTILED_HR_PIXELS = 2048 * 2048
 AUTO_TILE_HR = 1024
 

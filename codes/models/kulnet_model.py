@@ -1,7 +1,7 @@
 """Training wrapper of KULNet: network, optimiser, schedule, precision, losses, checkpoints.
 
-Paper / reference: Fang et al., ECCV 2022 (KULNET.md §4, §9). The LR of every batch is synthesised
-on the training device from the HR crops (``data.degradation.Degradation``, KULNET.md §5), so the
+Paper / reference: Fang et al., ECCV 2022 (losses and training setting). The LR of every batch is synthesised
+on the training device from the HR crops (``data.degradation.Degradation``), so the
 data loader only reads and crops.
 
 Exactness on resume: the learning rate is a function of the iteration, and the training state holds

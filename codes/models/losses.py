@@ -1,4 +1,4 @@
-"""KULNet training losses (KULNET.md §4).
+"""KULNet training losses.
 
 Paper / reference: Fang et al., "Uncertainty Learning in Kernel Estimation for Multi-Stage Blind
 Image Super-Resolution", ECCV 2022.

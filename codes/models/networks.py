@@ -2,9 +2,8 @@
 
 Our checkpoint file: ``{'format': 'kulnet', 'params': state_dict, 'meta': {'scale', 'kernel_size',
 'model', 'code_version', 'iteration', ...}}``, written atomically, keys without ``module.``.
-The authors' ``latest_G.pth`` is a raw state_dict (keys as in
-``../shared/reference/reference_checkpoint_keys.tsv``), possibly with a ``module.`` prefix or wrapped
-under ``'params'``/``'state_dict'``.
+The authors' ``latest_G.pth`` is a raw state_dict (the same keys), possibly with a ``module.`` prefix
+or wrapped under ``'params'``/``'state_dict'``.
 """
 import functools
 import inspect
@@ -194,7 +193,7 @@ def read_checkpoint(path):
 def load_network(net, path, strict=True, expected_scale=None, contents=None):
     """Load weights into ``net``, detecting our format or the authors' raw state_dict.
 
-    The authors' files carry no metadata, and their tensors are identical in shape at x2, x3 and x4,
+    The authors' files hold no metadata, and their tensors are identical in shape at x2, x3 and x4,
     so their scale cannot be read from the tensors: a scale written in the file or folder name
     (``..._x2...``) is checked against ``expected_scale`` and the network's scale; without one the file
     is taken to be of ``expected_scale`` (checked against the network), else not checked at all.

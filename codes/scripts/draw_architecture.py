@@ -2,7 +2,7 @@
 
     python codes/scripts/draw_architecture.py [--out illustrations/kulnet_architecture.png]
 
-Everything is drawn from KULNET.md §2-§3 (no image is copied); the kernel shown in the figure is
+Everything is drawn from the paper's description of the network (no image is copied); the kernel shown in the figure is
 paper test kernel 3 computed by ``data.kernels``. PIL comes with scikit-image / torchvision.
 """
 import argparse

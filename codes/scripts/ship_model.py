@@ -1,7 +1,7 @@
 """Ship a trained checkpoint: float16 weights in pretrained/, measured, recorded in the manifest.
 
-    python codes/scripts/ship_model.py TRAINED.pth --set5 .carry/Set5/HR --set14 .carry/Set14/HR \\
-        --device_seconds 420 --device_name "NVIDIA H100 80GB HBM3" [--continues] [--device cuda]
+    python codes/scripts/ship_model.py TRAINED.pth --set5 datasets/Set5/HR --set14 datasets/Set14/HR \\
+        --train_seconds 420 --hardware "NVIDIA H100 80GB HBM3" [--continues] [--device cuda]
 
 1. reads TRAINED (our format: its metadata gives the scale, the widths and the iterations);
 2. writes a float16 copy (``save_network(dtype=torch.float16)``, about 5.8 MB) beside ``--out``;
@@ -14,12 +14,12 @@
    shipped results (between its ``shipped-results`` markers) from the manifest.
 
 ``--continues --start FILE``: the training started from FILE, the file shipped at ``--out`` or the
-float32 weights it was made from (checked by sha256); the entry keeps its earlier sessions and the
-totals add up. ``--via CHECKPOINT SECONDS DEVICE_NAME OPTIONS`` (repeatable, in training order): the
-float32 weights an earlier call wrote, which the next call (the last one: TRAINED) continued from;
-each becomes a session of its own, so one shipping records several calls (the first of them started
+float32 weights it was made from (checked by sha256); the entry keeps its earlier runs and the
+totals add up. ``--via CHECKPOINT SECONDS HARDWARE OPTIONS`` (repeatable, in training order): the
+float32 weights an earlier training run wrote, which the next run (the last one: TRAINED) continued
+from; each becomes a run of its own, so one shipping records several runs (the first of them started
 from ``--start``). ``--check [--start FILE]`` (no TRAINED): check all of this before training and print
-``continue`` or ``fresh`` (``device_train.sh`` does, so that a mistake costs no device time).
+``continue`` or ``fresh``, so that a mistake costs no training time.
 """
 import argparse
 import datetime
@@ -35,16 +35,15 @@ CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if CODES_DIR not in sys.path:
     sys.path.insert(0, CODES_DIR)
 
-from evaluation.results import format_number, sha256_file  # noqa: E402
-from evaluation.shipped import load_manifest  # noqa: E402
+from evaluation.results import sha256_file  # noqa: E402
+from evaluation.shipped import load_manifest, render_manifest_md, render_readme_table  # noqa: E402
 from models.networks import define_G, load_network, read_checkpoint, save_network  # noqa: E402
 from options.options import REPO_ROOT, dump, read_yaml  # noqa: E402
 from utils.atomic_save import atomic_write_text  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
-PAPER_TRAINING = "480k iterations on DF2K (3,450 images), batch 16"
 README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"
-METHODS = (("kulnet", ""), ("bicubic", "bicubic_"), ("non_blind", "nonblind_"))
+METHODS = (("kulnet", ""), ("bicubic", "bicubic_"), ("non_blind", "nonblind_"))  # manifest key, test.py prefix
 
 
 def parse_args(argv=None):
@@ -57,11 +56,10 @@ def parse_args(argv=None):
     p.add_argument("--readme", default=os.path.join(REPO_ROOT, "README.md"),
                    help="README whose shipped-results section is rewritten ('' to skip)")
     p.add_argument("--device", default="auto", help="for the measurements: auto, cpu, cuda, cuda:N")
-    p.add_argument("--device_seconds", type=float, default=None,
-                   help="device time of the training: the device script's time up to the shipping "
-                   "(the machine's own start-up and these measurements are not counted)")
-    p.add_argument("--device_name", default="unknown", help="the GPU (or CPU) it trained on")
-    p.add_argument("--data", default="../shared/datasets/train/HR: 257 photographs (DF2K not available)",
+    p.add_argument("--train_seconds", type=float, default=None,
+                   help="wall-clock seconds of the training run (train.py's log says them)")
+    p.add_argument("--hardware", default="unknown", help="the GPU (or CPU) it trained on")
+    p.add_argument("--data", default="257 photographs (DF2K not available)",
                    help="what it trained on")
     p.add_argument("--train_options", default="options/train/train_short.yml",
                    help="the options it trained with (the file and its overrides)")
@@ -70,9 +68,9 @@ def parse_args(argv=None):
                    "add to its history")
     p.add_argument("--start", help="the weights the training started from (checked against the manifest)")
     p.add_argument("--via", nargs=4, action="append", default=[],
-                   metavar=("CHECKPOINT", "SECONDS", "DEVICE_NAME", "OPTIONS"),
-                   help="an earlier call's float32 weights that TRAINED's call continued from (repeat in "
-                   "training order): recorded as a session of its own")
+                   metavar=("CHECKPOINT", "SECONDS", "HARDWARE", "OPTIONS"),
+                   help="an earlier run's float32 weights that TRAINED's run continued from (repeat in "
+                   "training order): recorded as a run of its own")
     p.add_argument("--check", action="store_true",
                    help="only check the inputs, the manifest, the README and --start; print continue/fresh")
     p.add_argument("--max_delta_db", type=float, default=0.01,
@@ -123,29 +121,29 @@ def results_entries(averages):
 
 def continuation(start, entry, name):
     """``'fresh'`` (no start file) or ``'continue'`` (``start`` is the shipped ``name`` of ``entry`` or
-    the float32 weights its last session shipped); anything else raises, before any training."""
+    the float32 weights its last run shipped); anything else raises, before any training."""
     if start is None or not os.path.exists(start):
         return "fresh"
     if entry is None:
         raise KULNetError(f"{start}: training would start from it, but the manifest has no entry for {name}; "
                           f"remove it to train from scratch, or restore the manifest")
     digest = sha256_file(start)
-    if digest in (entry["sha256"], entry["sessions"][-1]["trained_sha256"]):
+    if digest in (entry["sha256"], entry["runs"][-1]["trained_sha256"]):
         return "continue"
     raise KULNetError(f"{start}: neither the shipped {name} (sha256 {entry['sha256'][:12]}) nor the float32 "
-                      f"weights it was made from ({entry['sessions'][-1]['trained_sha256'][:12]}); remove it "
+                      f"weights it was made from ({entry['runs'][-1]['trained_sha256'][:12]}); remove it "
                       f"to continue from the shipped file, or ship the training it came from first")
 
 
-def make_session(path, meta, seconds, device_name, options):
-    """The manifest's record of one training call that wrote ``path`` (``meta``: its metadata)."""
+def make_run(path, meta, seconds, hardware, options):
+    """The manifest's record of one training run that wrote ``path`` (``meta``: its metadata)."""
     return {"date": datetime.date.today().isoformat(), "iterations": int(meta.get("iteration") or 0),
-            "device_seconds": round(seconds, 1), "device_name": device_name, "train_options": options,
+            "seconds": round(seconds, 1), "hardware": hardware, "train_options": options,
             "code_version": meta.get("code_version"), "trained_sha256": sha256_file(path)}
 
 
-def via_session(scale, path, seconds, device_name, options):
-    """:func:`make_session` for ``--via``: ``path`` must be a train.py checkpoint of ``scale``."""
+def via_run(scale, path, seconds, hardware, options):
+    """:func:`make_run` for ``--via``: ``path`` must be a train.py checkpoint of ``scale``."""
     if not os.path.isfile(path):
         raise KULNetError(f"--via {path}: no such file")
     try:
@@ -155,7 +153,7 @@ def via_session(scale, path, seconds, device_name, options):
     fmt, _, meta = read_checkpoint(path)
     if fmt != "kulnet" or meta.get("scale") != scale:
         raise KULNetError(f"--via {path}: not a x{scale} checkpoint written by train.py")
-    return make_session(path, meta, seconds, device_name, options)
+    return make_run(path, meta, seconds, hardware, options)
 
 
 def check_readme(path):
@@ -167,64 +165,6 @@ def check_readme(path):
     if README_START not in text or README_END not in text:
         raise KULNetError(f"{path}: no '{README_START}' ... '{README_END}' section to write the results into")
     return text
-
-
-def render_results_table(manifest):
-    """Markdown: one row per shipped file x dataset x noise (nine-kernel averages)."""
-    lines = ["| model | iterations (device time) | dataset | noise | KULNet PSNR_Y / SSIM_Y | kernel PSNR "
-             "| bicubic | true kernel (non-blind) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, entry in sorted(manifest["files"].items(), key=lambda kv: (kv[1]["scale"] != 4, kv[1]["scale"])):
-        for row in entry["results"]:
-            cells = [f"`{name}`", f"{entry['iterations']:,} ({entry['device_seconds'] / 60:.1f} min)",
-                     row["dataset"], f"{row['noise']:g}"]
-            for method, _ in METHODS:
-                m = row.get(method)
-                cells.append("-" if m is None else f"{format_number(m['psnr_y'])} / {format_number(m['ssim_y'], 4)}")
-                if method == "kulnet":
-                    cells.append(format_number(m.get("kernel_psnr")))
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _options(session):
-    return session["train_options"]
-
-
-def _device_time(session):
-    return f"{session['device_seconds'] / 60:.1f} min on {session['device_name']}"
-
-
-def _per_session(entry, describe):
-    """One session: its description; several: numbered, each with its date and iterations."""
-    sessions = entry["sessions"]
-    if len(sessions) == 1:
-        return describe(sessions[0])
-    return "; ".join(f"({i}) {s['date']}, {s['iterations']:,} it.: {describe(s)}"
-                     for i, s in enumerate(sessions, 1))
-
-
-def render_manifest_md(manifest):
-    lines = ["# Pretrained KULNet models", "",
-             "Trained by us (issue 7) with `codes/scripts/device_train.sh` and shipped with "
-             "`codes/scripts/ship_model.py`, which writes this file from `manifest.json`. Weights are "
-             "stored in float16 (loading casts them back to float32); the Set5 PSNR_Y of each file is "
-             "measured against its float32 original below. Results: `codes/test.py`, the paper protocol "
-             "(nine kernels, PSNR_Y / SSIM_Y on Y with the scale cropped, nine-kernel averages).", "",
-             f"**These models are trained far less than the paper's** ({PAPER_TRAINING}): the iterations "
-             "and the data are in the table.", "",
-             "| file | scale | sha256 | iterations | data | options | device time | float16 check (Set5) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, e in sorted(manifest["files"].items()):
-        check = e["float16_check"]
-        lines.append(f"| `{name}` | {e['scale']} | `{e['sha256']}` | {e['iterations']:,} in "
-                     f"{len(e['sessions'])} session(s) | {e['data']} | {_per_session(e, _options)} | "
-                     f"{e['device_seconds'] / 60:.1f} min: {_per_session(e, _device_time)} | "
-                     f"{check['psnr_y_float32']:.3f} → {check['psnr_y_float16']:.3f} dB "
-                     f"(Δ {check['delta_db']:+.4f}) |")
-    lines += ["", "## Results", "", render_results_table(manifest), "",
-              "`codes/test.py` and `codes/test_real.py` default to `pretrained/KULNet_x4.pth`; `--scale 2` "
-              "or `--scale 3` picks the other files.", ""]
-    return "\n".join(lines)
 
 
 def update_readme(path, table):
@@ -247,9 +187,9 @@ def main(argv=None):
             raise KULNetError("--check needs --out (the file to ship, e.g. pretrained/KULNet_x4.pth)")
         print(continuation(args.start, manifest["files"].get(scale_name), scale_name))
         return
-    if not args.trained or args.device_seconds is None:
+    if not args.trained or args.train_seconds is None:
         raise KULNetError("give the trained checkpoint (experiments/<name>/models/latest_G.pth) and "
-                          "--device_seconds (the device time its training took)")
+                          "--train_seconds (the time its training run took)")
     fmt, params, meta = contents = read_checkpoint(args.trained)
     if fmt != "kulnet" or not meta.get("scale"):
         raise KULNetError(f"{args.trained}: not a checkpoint written by train.py (no metadata); ship our own "
@@ -262,11 +202,10 @@ def main(argv=None):
         raise KULNetError(f"--continues: {args.manifest} has no entry for {name} to continue")
     if args.continues and args.start:
         continuation(args.start, previous, name)
-    new_sessions = [via_session(scale, *via) for via in args.via]
-    new_sessions.append(make_session(args.trained, meta, args.device_seconds, args.device_name, args.train_options))
-    sessions = (previous["sessions"] if previous else []) + new_sessions
-    iterations = sum(s["iterations"] for s in sessions)
-    device_seconds = round(sum(s["device_seconds"] for s in sessions), 1)
+    runs = (previous["runs"] if previous else []) + [via_run(scale, *via) for via in args.via]
+    runs.append(make_run(args.trained, meta, args.train_seconds, args.hardware, args.train_options))
+    iterations = sum(r["iterations"] for r in runs)
+    train_seconds = round(sum(r["seconds"] for r in runs), 1)
 
     net = define_G({"scale": scale, "kernel_size": meta.get("kernel_size") or 21,
                     "network_G": meta.get("network_G") or {}})
@@ -276,8 +215,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ship_", dir=os.path.dirname(out)) as work:  # same filesystem
         half = os.path.join(work, name)
-        save_network(net, half, {**meta, "iteration": iterations,
-                                 "sessions": len(sessions)}, dtype=torch.float16)
+        save_network(net, half, {**meta, "iteration": iterations, "runs": len(runs)}, dtype=torch.float16)
         full = run_protocol(args.trained, scale, {"Set5": args.set5}, [0.0], False, args.device,
                             os.path.join(work, "float32"))[("Set5", 0.0)]["psnr_y"]
         averages = run_protocol(half, scale, datasets, noise, True, args.device, os.path.join(work, "float16"))
@@ -292,15 +230,15 @@ def main(argv=None):
     manifest["files"][name] = {
         "scale": scale, "sha256": sha256_file(out), "bytes": os.path.getsize(out), "stored_dtype": "float16",
         "network_G": meta.get("network_G"), "iterations": iterations,
-        "device_seconds": device_seconds, "data": args.data,
-        "sessions": sessions, "results": results_entries(averages),
+        "train_seconds": train_seconds, "data": args.data,
+        "runs": runs, "results": results_entries(averages), "history": previous.get("history", []) if previous else [],
         "float16_check": {"dataset": "Set5", "noise": 0, "psnr_y_float32": full, "psnr_y_float16": shipped,
                           "delta_db": delta, "limit_db": args.max_delta_db}}
     atomic_write_text(args.manifest, json.dumps(manifest, indent=1) + "\n")
     atomic_write_text(os.path.join(os.path.dirname(args.manifest), "MANIFEST.md"), render_manifest_md(manifest))
     if args.readme:
-        update_readme(args.readme, render_results_table(manifest))
-    print(render_results_table(manifest))
+        update_readme(args.readme, render_readme_table(manifest))
+    print(render_readme_table(manifest))
     print(f"shipped {out} ({os.path.getsize(out) / 1e6:.1f} MB); manifest {args.manifest}")
 
 

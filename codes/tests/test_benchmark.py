@@ -60,7 +60,7 @@ def test_benchmark_smoke(tmp_path, repo_root):
 
 
 def test_profile_device_busy_counts_device_events_once():
-    """The busy time sums the kernels and copies only: the CPU operators that launched them carry the
+    """The busy time sums the kernels and copies only: the CPU operators that launched them report the
     same device time, and user annotations are not device work."""
     from types import SimpleNamespace
 

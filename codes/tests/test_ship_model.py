@@ -28,7 +28,7 @@ def _ship(tmp_path, trained, *extra):
     return run_script("scripts/ship_model.py", trained, "--set5", tmp_path / "Set5", "--set14", tmp_path / "Set14",
                       "--out", tmp_path / "pretrained" / "KULNet_x4.pth", "--manifest",
                       tmp_path / "pretrained" / "manifest.json", "--readme", tmp_path / "README.md",
-                      "--device", "cpu", "--device_seconds", "60", "--device_name", "test CPU", *extra,
+                      "--device", "cpu", "--train_seconds", "60", "--hardware", "test CPU", *extra,
                       timeout=600)
 
 
@@ -50,8 +50,8 @@ def test_ship_model_float16_manifest_readme_and_continuation(tmp_path):
     manifest = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())
     entry = manifest["files"]["KULNet_x4.pth"]
     assert entry["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
-    assert entry["iterations"] == 120 and entry["device_seconds"] == 60 and entry["scale"] == 4
-    assert entry["sessions"][0]["trained_sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
+    assert entry["iterations"] == 120 and entry["train_seconds"] == 60 and entry["scale"] == 4
+    assert entry["runs"][0]["trained_sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
     check = entry["float16_check"]
     assert abs(check["delta_db"]) < 0.01
     assert abs(check["psnr_y_float16"] - check["psnr_y_float32"] - check["delta_db"]) < 1e-9
@@ -60,39 +60,40 @@ def test_ship_model_float16_manifest_readme_and_continuation(tmp_path):
     row = next(r for r in entry["results"] if (r["dataset"], r["noise"]) == ("Set5", 0))
     assert row["kulnet"]["psnr_y"] == check["psnr_y_float16"]
     assert {"bicubic", "non_blind"} <= set(row) and row["kulnet"]["kernel_psnr"] > 0
+    assert row["kulnet"]["const_kernel_psnr"] > 0 and -1 <= row["kulnet"]["kernel_response"] <= 1
 
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("# x\n") and readme.endswith("\n\nafter\n") and "nothing yet" not in readme
-    assert "| `KULNet_x4.pth` | 120 (1.0 min) | Set5 | 0 |" in readme
+    assert "| `KULNet_x4.pth` | x4 |" in readme and "120 iterations on" in readme and "1.0 min on test CPU" in readme
     manifest_md = (tmp_path / "pretrained" / "MANIFEST.md").read_text()
     assert entry["sha256"] in manifest_md and "480k iterations" in manifest_md
     assert (tmp_path / "README.md").stat().st_mode & 0o777 == 0o644
     assert sorted(os.listdir(tmp_path / "pretrained")) == ["KULNet_x4.pth", "MANIFEST.md", "manifest.json"]
 
-    # a second session that started from the shipped file adds up
+    # a second run that started from the shipped file adds up
     res = _ship(tmp_path, trained, "--continues")
     assert res.returncode == 0, res.stderr[-2000:]
     entry = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())["files"]["KULNet_x4.pth"]
-    assert len(entry["sessions"]) == 2 and entry["iterations"] == 240 and entry["device_seconds"] == 120
+    assert len(entry["runs"]) == 2 and entry["iterations"] == 240 and entry["train_seconds"] == 120
     assert read_checkpoint(str(shipped))[2]["iteration"] == 240
 
-    # two more calls shipped at once: the first (--via) continued from the shipped file, the last
-    # (TRAINED) from the first's float32 weights; each is a session with its own device and options
+    # two more runs shipped at once: the first (--via) continued from the shipped file, the last
+    # (TRAINED) from the first's float32 weights; each is a run with its own hardware and options
     via = tmp_path / "exp" / "call1_G.pth"
     save_network(tiny_model(scale=4, seed=4), str(via), {"iteration": 50})
     res = _ship(tmp_path, trained, "--continues", "--start", shipped, "--via", via, "30", "GPU B", "opts B")
     assert res.returncode == 0, res.stderr[-2000:]
     entry = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())["files"]["KULNet_x4.pth"]
-    assert [s["iterations"] for s in entry["sessions"]] == [120, 120, 50, 120]
-    assert [s["device_name"] for s in entry["sessions"]] == ["test CPU", "test CPU", "GPU B", "test CPU"]
-    assert entry["sessions"][2]["trained_sha256"] == hashlib.sha256(via.read_bytes()).hexdigest()
-    assert entry["sessions"][2]["train_options"] == "opts B"
-    assert entry["iterations"] == 410 and entry["device_seconds"] == 210
+    assert [r["iterations"] for r in entry["runs"]] == [120, 120, 50, 120]
+    assert [r["hardware"] for r in entry["runs"]] == ["test CPU", "test CPU", "GPU B", "test CPU"]
+    assert entry["runs"][2]["trained_sha256"] == hashlib.sha256(via.read_bytes()).hexdigest()
+    assert entry["runs"][2]["train_options"] == "opts B"
+    assert entry["iterations"] == 410 and entry["train_seconds"] == 210
     assert read_checkpoint(str(shipped))[2]["iteration"] == 410
     manifest_md = (tmp_path / "pretrained" / "MANIFEST.md").read_text()
-    assert "410 in 4 session(s)" in manifest_md and "3.5 min: (1) " in manifest_md
-    assert "(3) " + entry["sessions"][2]["date"] + ", 50 it.: 0.5 min on GPU B" in manifest_md
-    assert "| `KULNet_x4.pth` | 410 (3.5 min) | Set5 | 0 |" in (tmp_path / "README.md").read_text()
+    assert "| `KULNet_x4.pth` | 4 | 410 | 3.5 min |" in manifest_md
+    assert f"| 3 | {entry['runs'][2]['date']} | 50 | 0.5 min | GPU B | opts B |" in manifest_md
+    assert "410 iterations on" in (tmp_path / "README.md").read_text()
 
 
 def test_ship_model_refuses_and_leaves_the_shipped_file(tmp_path):
@@ -132,7 +133,7 @@ def test_continuation_rules_and_one_line_errors(tmp_path):
     shipped, full, other = (tmp_path / n for n in ("KULNet_x4.pth", "f32.pth", "other.pth"))
     for path, content in ((shipped, b"half"), (full, b"full"), (other, b"x")):
         path.write_bytes(content)
-    entry = {"sha256": sha256_file(str(shipped)), "sessions": [{"trained_sha256": sha256_file(str(full))}]}
+    entry = {"sha256": sha256_file(str(shipped)), "runs": [{"trained_sha256": sha256_file(str(full))}]}
     assert continuation(None, None, "KULNet_x4.pth") == "fresh"
     assert continuation(str(tmp_path / "absent.pth"), entry, "KULNet_x4.pth") == "fresh"
     assert continuation(str(shipped), entry, "KULNet_x4.pth") == "continue"
