@@ -3,12 +3,13 @@ typed by hand.
 
     python codes/benchmarks/render_tables.py [GPU_CHECK_DIR] [--readme codes/benchmarks/README.md]
 
-Three tables, each between its markers in the README (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``):
+Four tables, each between its markers in the README (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``):
 
 - ``blur-rule``: the rules of ``blur_impl: auto`` (``models.modules.operators.BLUR_RULES``) with the
   figures behind each, from ``codes/benchmarks/results/*.json`` (each file says which rule it supports);
 - ``authors-vs-ours``: the authors' code against ours on one GPU (``results/authors_vs_ours_*.json``);
-- ``gpu-check``: the runs of ``gpu_check.sh`` in GPU_CHECK_DIR (omitted: the table is left as it is).
+- ``gpu-check``: the runs of ``gpu_check.sh`` in GPU_CHECK_DIR (omitted: the table is left as it is);
+- ``history``: earlier measurements recorded in ``results/history.json``.
 """
 import argparse
 import glob
@@ -98,6 +99,15 @@ def authors_table(results_dir=RESULTS):
     return "\n\n".join(blocks) or "(no measurement recorded)"
 
 
+def history_table(path=os.path.join(RESULTS, "history.json")):
+    """The earlier measurements, as recorded in ``history.json``: a table and its notes."""
+    if not os.path.exists(path):
+        return "(no earlier measurement recorded)"
+    record = read_json(path)
+    return "\n\n".join([f"{record['conditions']}:", table(record["columns"], record["rows"])]
+                       + [f"- {note}" for note in record.get("notes", [])])
+
+
 def gpu_check_tables(folder):
     """The training-step, inference, degradation and profile tables of one gpu_check.sh run."""
     env = read_json(os.path.join(folder, "env.json")) if os.path.exists(os.path.join(folder, "env.json")) else {}
@@ -153,6 +163,7 @@ def main(argv=None):
         text = handle.read()
     text = replace_between(text, "blur-rule", blur_rule_table(), args.readme)
     text = replace_between(text, "authors-vs-ours", authors_table(), args.readme)
+    text = replace_between(text, "history", history_table(), args.readme)
     if args.gpu_check:
         text = replace_between(text, "gpu-check", gpu_check_tables(args.gpu_check), args.readme)
     atomic_write_text(args.readme, text)

@@ -133,8 +133,11 @@ def render_manifest_md(manifest):
                                                history), ""]
     lines += ["## How each file was trained", ""]
     for name, e in _by_scale(manifest):
-        runs = [[i, r["date"], f"{r['iterations']:,}", _minutes(r["seconds"]), r["hardware"], r["train_options"]]
-                for i, r in enumerate(e["runs"], 1)]
-        lines += [f"### `{name}`", "", f"Data: {e['data']}. Each run continued from the one before.", "",
-                  _table(["run", "date", "iterations", "time", "hardware", "options"], runs), ""]
+        runs = [[i, r["date"], f"{r['iterations']:,}", _minutes(r["seconds"]), r["hardware"], r["train_options"],
+                 r.get("result", "")] for i, r in enumerate(e["runs"], 1)]
+        lines += [f"### `{name}`", "", f"Data: {e['data']}.", "",
+                  _table(["run", "date", "iterations", "time", "hardware", "options", "the file after it"], runs), ""]
+        lines += [f"{note}\n" for note in e.get("notes", [])]
+    if manifest.get("notes"):
+        lines += ["## Notes", ""] + [f"{note}\n" for note in manifest["notes"]]
     return "\n".join(lines)
