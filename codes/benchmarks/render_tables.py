@@ -9,7 +9,8 @@ Four tables, each between its markers in the README (``<!-- NAME:start -->`` ...
   figures behind each, from ``codes/benchmarks/results/*.json`` (each file says which rule it supports);
 - ``authors-vs-ours``: the authors' code against ours on one GPU (``results/authors_vs_ours_*.json``);
 - ``gpu-check``: the runs of ``gpu_check.sh`` in GPU_CHECK_DIR (omitted: the table is left as it is);
-- ``history``: earlier measurements recorded in ``results/history.json``.
+- ``history``: earlier measurements recorded in ``results/history.json``;
+- and in the repository's README, ``speed``: the authors' code against ours in one table.
 """
 import argparse
 import glob
@@ -108,6 +109,22 @@ def history_table(path=os.path.join(RESULTS, "history.json")):
                        + [f"- {note}" for note in record.get("notes", [])])
 
 
+def readme_speed_table(results_dir=RESULTS):
+    """The top-level README's one speed table: each figure the authors' code was measured on, theirs
+    against ours (the fastest of our settings recorded for it)."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "authors_vs_ours_*.json"))):
+        record = read_json(path)
+        for figure in dict.fromkeys(r["figure"] for r in record["rows"]):
+            same = [r for r in record["rows"] if r["figure"] == figure]
+            authors = next((r["authors_ms"] for r in same if r.get("authors_ms")), None)
+            best = min(same, key=lambda r: r["ours_ms"])
+            if authors:
+                rows.append([figure, _ms(authors), _ms(best["ours_ms"]), f"{authors / best['ours_ms']:.1f}x",
+                             best["ours_settings"]])
+    return table(["on one H200", "authors' code, ms", "ours, ms", "speed-up", "our settings"], rows)
+
+
 def gpu_check_tables(folder):
     """The training-step, inference, degradation and profile tables of one gpu_check.sh run."""
     env = read_json(os.path.join(folder, "env.json")) if os.path.exists(os.path.join(folder, "env.json")) else {}
@@ -158,6 +175,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("gpu_check", nargs="?", help="an output folder of gpu_check.sh")
     ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
+    ap.add_argument("--main_readme", default=os.path.join(os.path.dirname(os.path.dirname(HERE)), "README.md"),
+                    help="the repository's README, whose speed table is rendered too ('' to skip)")
     args = ap.parse_args(argv)
     with open(args.readme, encoding="utf-8") as handle:
         text = handle.read()
@@ -168,6 +187,11 @@ def main(argv=None):
         text = replace_between(text, "gpu-check", gpu_check_tables(args.gpu_check), args.readme)
     atomic_write_text(args.readme, text)
     print(f"wrote {args.readme}")
+    if args.main_readme:
+        with open(args.main_readme, encoding="utf-8") as handle:
+            main_text = handle.read()
+        atomic_write_text(args.main_readme, replace_between(main_text, "speed", readme_speed_table(), args.main_readme))
+        print(f"wrote {args.main_readme}")
     return 0
 
 

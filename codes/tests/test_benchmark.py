@@ -214,7 +214,7 @@ def test_gpu_check_dry_run_and_rendered_tables(tmp_path):
 
     readme = tmp_path / "README.md"
     shutil.copy(os.path.join(REPO_ROOT, "codes", "benchmarks", "README.md"), readme)
-    assert render([str(out), "--readme", str(readme)]) == 0
+    assert render([str(out), "--readme", str(readme), "--main_readme", ""]) == 0
     text = readme.read_text()
     train_ms = json.loads((out / "x4_eager.json").read_text())["results"]["train"]["ms"]
     assert f"| compile eager | {train_ms:.1f} |" in text  # the figure comes from the JSON
