@@ -274,3 +274,22 @@ def test_a_file_without_checkpoint_takes_the_shipped_model_of_its_scale():
         assert validate({})["checkpoint"] == os.path.join(REPO_ROOT, "pretrained", "KULNet_x4.pth")
     opt = validate_test_options(_translate("test", {"path.pretrain_model_G": None}).raw)
     assert opt["checkpoint"] == os.path.join(REPO_ROOT, "pretrained", "KULNet_x2.pth")
+
+
+def test_a_checkpoint_naming_no_scale_warns_once_and_2x_names_one(tmp_path, caplog):
+    from _eval_helpers import TINY_NET, tiny_model
+
+    from models.networks import define_G, load_network
+
+    bare = tiny_model(scale=4).state_dict()  # the authors' layout: a bare state_dict, no metadata
+    for folder in ("models", "models_2x"):
+        os.makedirs(tmp_path / folder)
+        torch.save(bare, tmp_path / folder / "latest_G.pth")
+    net = define_G({"scale": 4, "network_G": dict(TINY_NET)})
+    with caplog.at_level("WARNING"):
+        meta = load_network(net, str(tmp_path / "models" / "latest_G.pth"), expected_scale=4)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "latest_G.pth: its file, folders and contents name no scale: its scale could not be checked" in warning
+    assert meta["scale"] == 4
+    with pytest.raises(KULNetError, match=r"checkpoint is x2 \(its file name\) but x4 was expected"):
+        load_network(net, str(tmp_path / "models_2x" / "latest_G.pth"), expected_scale=4)
