@@ -93,7 +93,8 @@ def build_options(args):
     """Option file + command-line overrides -> (validated options (paths checked unless printing them),
     the lines reporting a translation from the authors' layout, the options in our layout)."""
     path = locate_option_file(args.opt) if args.opt else DEMO_OPTIONS
-    raw, notes = read_options(path, "test", TEST_SCHEMA, check_paths=not args.print_options)
+    given = [key for key, flag in (("checkpoint", args.checkpoint), ("datasets", args.datasets)) if flag]
+    raw, notes = read_options(path, "test", TEST_SCHEMA, not args.print_options, given)
     if args.scale is not None:
         apply_scale(raw, args.scale)
     apply_shared_flags(raw, args)

@@ -88,7 +88,8 @@ def build_options(args):
     if args.opt is None and args.input is None:
         raise KULNetError("no input: give -opt options/test/test_real.yml or --input FOLDER_OR_FILE")
     path = locate_option_file(args.opt) if args.opt else None
-    raw, notes = read_options(path, "real", REAL_SCHEMA, not args.print_options) if path else ({}, [])
+    given = [key for key, flag in (("checkpoint", args.checkpoint), ("input", args.input)) if flag]
+    raw, notes = read_options(path, "real", REAL_SCHEMA, not args.print_options, given) if path else ({}, [])
     demo = args.input == "skimage"
     if demo:
         import skimage.data

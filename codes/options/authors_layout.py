@@ -74,8 +74,9 @@ def _in_schema(path, schema):
 class _Context:
     """What a rule sees: the file's other keys, its kind, and path and error helpers."""
 
-    def __init__(self, flat, kind, src, check_paths):
+    def __init__(self, flat, kind, src, check_paths, overridden):
         self.flat, self.kind, self.src, self.check_paths = flat, kind, src, check_paths
+        self.overridden = tuple(overridden)
         self.world_size = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
         self.debug = kind == "train" and "debug" in str(flat.get("name", ""))
         self.key, self.phase, self.entry = "", None, None
@@ -95,7 +96,9 @@ class _Context:
             self.bad(value, "give a path")
         full = os.path.normpath(os.path.join(CODES_DIR, os.path.expanduser(value)))
         exists = {"dir": os.path.isdir, "file": os.path.isfile, "any": os.path.exists}[what]
-        if self.check_paths and not exists(full):
+        here = self.entry.here.replace("datasets[].", "datasets.").replace("*", str(self.phase))
+        replaced = any(here == key or here.startswith(key + ".") for key in self.overridden)
+        if self.check_paths and not replaced and not exists(full):
             thing = {"dir": "folder", "file": "file", "any": "file or folder"}[what]
             raise KULNetError(f"{self.src}: {self.key} = {value!r}: {thing} {full} does not exist (a relative path "
                               f"in a file of the authors' layout is taken from codes/, as their scripts take "
@@ -149,13 +152,14 @@ def _describe(path, value, entry, result):
     return f"{text} ({note})" if note else text
 
 
-def translate(raw, kind, src, schema, check_paths=True):
+def translate(raw, kind, src, schema, check_paths=True, overridden=()):
     """Translate an option file of the authors' layout into ours.
 
     Args:
         raw (dict): the file's contents. kind (str): ``test``, ``real`` or ``train``.
         src (str): the file's name in messages. schema (dict): our schema of that file (keys of ours
-            kept as they are). check_paths (bool): check that the files and folders named exist.
+            kept as they are). check_paths (bool): check that the files and folders named exist, but for
+            those under ``overridden``, our keys that the command line sets (``checkpoint``, ``datasets``).
 
     Returns:
         Translation: ``raw`` in our layout and the report.
@@ -165,7 +169,7 @@ def translate(raw, kind, src, schema, check_paths=True):
     """
     table = entries(kind)
     flat = dict(_leaves(raw))
-    ctx = _Context(flat, kind, src, check_paths)
+    ctx = _Context(flat, kind, src, check_paths, overridden)
     out = Translation({}, src, kind)
     for path, value in flat.items():
         key = pattern(path)

@@ -96,6 +96,15 @@ def number(value):
     return float(value)
 
 
+def integers(value):
+    return [integer(v) for v in value]
+
+
+def _folded(note):
+    """A key that another key's rule reads (the value is carried over there)."""
+    return lambda value, ctx: Set({}, note)
+
+
 def _numbers(value):
     return [number(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
@@ -323,7 +332,7 @@ TABLE = (
     E("sig", ("test",), "kernels", "rate_iso 1: one isotropic kernel of standard deviation sig "
       "(kernels [[sig^2, sig^2, 0]])", _test_sig),
     E("rate_iso", ("test",), "kernels", "0: anisotropic kernels; 1: the isotropic kernel of sig", _test_rate_iso),
-    E("test_noise", ("test",), "noise", "False: noise [0]", lambda value, ctx: Set({}, "with noise")),
+    E("test_noise", ("test",), "noise", "False: noise [0]", _folded("with noise")),
     E("noise", ("test",), "noise", "the noise level, 8-bit units: noise [level]", _test_noise),
     E("sv_mode", ("test",), "sv_mode", "0: one kernel per image; 1-6: their spatially variant patterns",
       _to(integer)),
@@ -349,8 +358,7 @@ TABLE = (
     E("theta", ("train",), "datasets.val.theta", "radians in train.yml", _val_kernel("theta")),
     E("sig", ("train",), "datasets.val.sig1", "rate_iso 1: the isotropic validation kernel, sig1 = sig2 = sig^2",
       _val_sig),
-    E("test_noise", ("train",), "datasets.val.noise", "False: validation noise 0",
-      lambda value, ctx: Set({}, "with noise")),
+    E("test_noise", ("train",), "datasets.val.noise", "False: validation noise 0", _folded("with noise")),
     E("noise", ("train",), "datasets.val.noise", "the validation noise level, 8-bit units", _val_noise),
     E("cal_lr_psnr", ("train",), "", "validation always reports the LR PSNR here",
       _drop("validation always reports the LR PSNR here")),
@@ -404,10 +412,8 @@ TABLE = (
     *(E(f"train.{key}", ("train",), f"train.{key}", "", _to(convert)) for key, convert in (
         ("lr_G", number), ("beta1", number), ("beta2", number), ("weight_decay_G", number), ("niter", integer),
         ("lr_gamma", number), ("eta_min", number), ("pixel_weight", number), ("kernel_weight", number))),
-    E("train.lr_steps", ("train",), "train.lr_steps", "MultiStepLR milestones",
-      _to(lambda v: [integer(x) for x in v])),
-    E("train.T_period", ("train",), "train.T_period", "cosine cycle lengths",
-      _to(lambda v: [integer(x) for x in v])),
+    E("train.lr_steps", ("train",), "train.lr_steps", "MultiStepLR milestones", _to(integers)),
+    E("train.T_period", ("train",), "train.T_period", "cosine cycle lengths", _to(integers)),
     E("train.lr_scheme", ("train",), "train.lr_scheme", "MultiStepLR; CosineAnnealingLR_Restart: "
       "CosineAnnealingRestartLR", _lr_scheme),
     E("train.warmup_iter", ("train",), "train.warmup_iter", "-1: no warm-up (0)", _warmup),
@@ -486,9 +492,19 @@ def close_key(key, valid):
 
 
 def key_table():
-    """The authors' keys and their places here, as a Markdown table (``--help-options``)."""
-    lines = ["| their key | in their | here | how |", "| --- | --- | --- | --- |"]
+    """The authors' keys and their places here, as a Markdown table (``--help-options``); neighbouring keys
+    of the same files that are dropped for one reason, or kept as they are, share a row."""
+    rows = []
     for e in TABLE:
-        files = ", ".join(FILES[f] for f in e.files)
-        lines.append(f"| `{e.key}` | {files} | {f'`{e.here}`' if e.here else '(dropped)'} | {e.how} |")
+        kind = "dropped" if not e.here else "same" if e.here == e.key else e.here
+        last = rows[-1] if rows else None
+        if last and kind in ("dropped", "same") and (last[1], last[2], last[3]) == (kind, e.files, e.how):
+            last[0].append(e.key)
+        else:
+            rows.append(([e.key], kind, e.files, e.how))
+    lines = ["| their key | in their | here | how |", "| --- | --- | --- | --- |"]
+    for keys, kind, files, how in rows:
+        here = {"dropped": "(dropped)", "same": "the same key"}.get(kind, f"`{kind}`")
+        names = ", ".join(f"`{k}`" for k in keys)
+        lines.append(f"| {names} | {', '.join(FILES[f] for f in files)} | {here} | {how} |")
     return "\n".join(lines)

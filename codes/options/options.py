@@ -295,8 +295,8 @@ def locate_option_file(path):
     from_root = os.path.join(REPO_ROOT, path)
     if os.path.isfile(from_root):
         return from_root
-    raise KULNetError(f"{path}: option file not found (tried {os.path.abspath(path)} and {from_root}); "
-                      f"check the path given to --opt")
+    tried = " and ".join(dict.fromkeys((os.path.abspath(path), os.path.normpath(from_root))))
+    raise KULNetError(f"{path}: option file not found (tried {tried}); check the path given to --opt")
 
 
 def source_name(path):
@@ -305,12 +305,13 @@ def source_name(path):
     return os.path.abspath(path) if src.startswith("..") else src
 
 
-def read_options(path, kind, schema, check_paths=True):
+def read_options(path, kind, schema, check_paths=True, overridden=()):
     """Read an option file of either layout: a file of the authors' layout is translated into ours.
 
     Args:
         path (str): the file (see :func:`locate_option_file`). kind (str): ``test``, ``real`` or ``train``.
-        schema (dict): our schema of that kind of file. check_paths (bool): check the authors' paths.
+        schema (dict): our schema of that kind of file. check_paths (bool): check the authors' paths, but
+        for those under ``overridden`` (our keys that the command line sets).
 
     Returns:
         tuple: (the options in our layout (dict), the lines that report a translation: empty for ours).
@@ -319,7 +320,7 @@ def read_options(path, kind, schema, check_paths=True):
     raw = read_yaml(path, src)
     if not is_authors_layout(raw):
         return raw, []
-    translation = translate(raw, kind, src, schema, check_paths)
+    translation = translate(raw, kind, src, schema, check_paths, overridden)
     return translation.raw, translation.lines()
 
 
@@ -330,7 +331,8 @@ def load_raw(opt_path, overrides=(), check_paths=True):
         tuple: (options (dict, not validated), lines reporting a translation, the file's path).
     """
     opt_path = locate_option_file(opt_path)
-    raw, notes = read_options(opt_path, "train", TRAIN_SCHEMA, check_paths)
+    set_keys = [item.split("=", 1)[0].strip() for item in overrides or ()]
+    raw, notes = read_options(opt_path, "train", TRAIN_SCHEMA, check_paths, set_keys)
     for item in overrides or ():
         raw = _apply_override(raw, item, source_name(opt_path))
     return raw, notes, opt_path

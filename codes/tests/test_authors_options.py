@@ -10,7 +10,7 @@ import yaml
 from data.kernels import isotropic_gaussian_kernels, paper_kernels
 from evaluation.protocol import build_kernels
 from options.authors_layout import _leaves, our_layout_yaml, translate
-from options.authors_table import TABLE, key_table
+from options.authors_table import FILES, TABLE, key_table
 from options.inference_options import REAL_SCHEMA, TEST_SCHEMA, validate_real_options, validate_test_options
 from options.options import REPO_ROOT, locate_option_file, parse, read_options, read_yaml, to_plain
 from options.schema import TRAIN_SCHEMA
@@ -194,6 +194,13 @@ def test_missing_path_names_what_was_tried():
     folder = os.path.normpath(os.path.join(REPO_ROOT, "datasets", "Set5", "HR"))
     assert f"datasets.test.dataroot_GT = '../datasets/Set5/HR': folder {folder} does not exist" in text
     assert "taken from codes/" in text and "\n" not in text
+    # a path that the command line replaces (--datasets, --checkpoint, --set ...) is not looked for
+    raw = read_yaml(_file("test"))
+    translate(raw, "test", "test.yml", TEST_SCHEMA, check_paths=True, overridden=("datasets", "checkpoint"))
+    with pytest.raises(KULNetError, match=r"path\.pretrain_model_G = .*latest_G\.pth': file .* does not exist"):
+        translate(raw, "test", "test.yml", TEST_SCHEMA, check_paths=True, overridden=("datasets",))
+    raw = read_yaml(_file("train"))
+    translate(raw, "train", "train.yml", TRAIN_SCHEMA, overridden=("datasets.train.dataroot_GT", "datasets.val"))
 
 
 def test_option_file_found_from_codes_as_from_the_root(monkeypatch):
@@ -262,9 +269,14 @@ def test_hints_for_unknown_keys(tmp_path, kind, text, right, wrong):
 
 def test_key_table_lists_every_entry():
     table = key_table()
-    assert table.count("\n") == len(TABLE) + 1
+    rows = table.splitlines()[2:]
     for entry in TABLE:
-        assert f"| `{entry.key}` |" in table
+        (row,) = [r for r in rows if f"`{entry.key}`" in r.split(" | ")[0] and
+                  ", ".join(FILES[f] for f in entry.files) == r.split(" | ")[1]]
+        here = "(dropped)" if not entry.here else "the same key" if entry.here == entry.key else f"`{entry.here}`"
+        assert row.endswith(f" | {here} | {entry.how} |")
+    assert "| `sig1`, `sig2`, `theta`, `sig`, `rate_iso`, `test_noise`, `noise`, `sv_mode` | test_real.yml | " \
+           "(dropped) |" in table
 
 
 # ------------------------------------------------------------------------------------- scale
