@@ -1,6 +1,7 @@
 """Blind SR of real photographs (no ground truth), with the estimated kernel and its uncertainty.
 
     python codes/test_real.py -opt options/test/test_real.yml
+    cd codes && python test_real.py --opt options/test/test_real.yml   # the authors' launch and file too
     python codes/test_real.py --input FOLDER_OR_FILE --scale 4 [--checkpoint PATH] [--out DIR]
                               [--tile N] [--no_border] [--x8] [--device cpu]
 
@@ -34,14 +35,16 @@ from data.lr_dataset import add_real_border, remove_real_border
 from evaluation.figures import kernel_scale_figure, uncertainty_figure
 from evaluation.inference import load_model, make_forward, run_flags
 from evaluation.shipped import low_response_note
+from options.authors_layout import add_layout_flags, our_layout_yaml
 from options.inference_options import (
     PRECISION,
+    REAL_SCHEMA,
     apply_scale,
     apply_shared_flags,
     check_real_paths,
     validate_real_options,
 )
-from options.options import read_yaml
+from options.options import locate_option_file, read_options, source_name
 from utils.device import cudnn_autotuning, resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.image_io import image_size, img2tensor, list_image_inputs, read_image, tensor2img, write_image
@@ -59,7 +62,8 @@ def parse_args(argv=None):
         "<name>_uncertainty.png. Inputs that share a name (a.png and a.jpg, ignoring case) keep their "
         "extension in the output name instead: a_png_SR.png, a_jpg_SR.png, ...; a name still taken "
         "after that gets _2, _3, ... in input order.")
-    p.add_argument("-opt", default=None, help="option file, e.g. options/test/test_real.yml")
+    p.add_argument("-opt", "--opt", default=None, help="option file, ours or the authors' test_real.yml, e.g. "
+                   "options/test/test_real.yml; from the current folder, else the repository root")
     p.add_argument("--input", help="a folder of LR images, one image, or 'skimage' (demo photographs "
                    "shipped with scikit-image)")
     p.add_argument("--scale", type=int, help="SR scale (default 4)")
@@ -73,14 +77,20 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=PRECISION.choices,
                    help="inference autocast (default fp32; bf16 is about 3x faster on CPUs with AMX)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--save_kernel", action="store_true",
+                   help="accepted for the authors' launch: the kernels are always saved")
+    add_layout_flags(p)
     return p.parse_args(argv)
 
 
 def build_options(args):
-    """Option file and/or command line -> validated options (checkpoint and input checked)."""
+    """Option file and/or command line -> (validated options (checkpoint and input checked unless printing
+    them), the lines reporting a translation from the authors' layout, the options in our layout)."""
     if args.opt is None and args.input is None:
         raise KULNetError("no input: give -opt options/test/test_real.yml or --input FOLDER_OR_FILE")
-    raw = read_yaml(args.opt) if args.opt else {}
+    path = locate_option_file(args.opt) if args.opt else None
+    given = [key for key, flag in (("checkpoint", args.checkpoint), ("input", args.input)) if flag]
+    raw, notes = read_options(path, "real", REAL_SCHEMA, not args.print_options, given) if path else ({}, [])
     demo = args.input == "skimage"
     if demo:
         import skimage.data
@@ -92,10 +102,11 @@ def build_options(args):
     apply_shared_flags(raw, args, paths=("input", "checkpoint", "out"))
     if args.no_border:
         raw["border"] = False
-    opt = validate_real_options(raw, os.path.relpath(args.opt) if args.opt else "command line")
-    check_real_paths(opt)
+    opt = validate_real_options(raw, source_name(path) if path else "command line")
+    if not args.print_options:
+        check_real_paths(opt)
     opt["files"] = [os.path.join(opt["input"], f) for f in SKIMAGE_INPUTS] if demo else None
-    return opt
+    return opt, notes, raw
 
 
 def output_stems(paths):
@@ -187,7 +198,12 @@ def restore_one(path, forward, opt, device, stem=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    opt = build_options(args)
+    opt, notes, raw = build_options(args)
+    if args.print_options:
+        print(our_layout_yaml(raw, REAL_SCHEMA, notes, args.opt or "command line"))
+        return 0
+    for line in notes:
+        print(line)
     paths = opt["files"] or list_image_inputs(opt["input"])
     prepare_output_dir(opt["out"])
     device = resolve_device(opt["device"])

@@ -1,8 +1,12 @@
 """Train KULNet (blind SR with uncertainty-learning kernel estimation).
 
-Usage (from the repository root):
+Usage (from the repository root, or from codes/ as the authors' scripts run):
     python codes/train.py -opt options/train/train.yml [--set train.niter=1000] [--auto_resume]
     torchrun --nproc_per_node 4 codes/train.py -opt options/train/train.yml   # DDP
+    cd codes && python train.py --opt options/train/train.yml    # the authors' launch; their train.yml too
+
+An option file in the authors' layout is translated (the log says how; ``--print_options`` writes it in
+ours); ``--set`` takes keys of our layout.
 
 Writes experiments/<name>/: a copy of the options, train_<time>.log, tb_logger/ (TensorBoard),
 models/<iter>_G.pth (+ latest_G.pth at the end), training_state/<iter>.state, val_images/<iter>/.
@@ -27,7 +31,9 @@ from data.loader import build_train_loader
 from evaluation.validation import validate
 from models import create_model
 from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
-from options.options import dump, parse
+from options.authors_layout import add_layout_flags, our_layout_yaml
+from options.options import dump, load_raw, parse, source_name
+from options.schema import TRAIN_SCHEMA
 from utils.device import resolve_device
 from utils.errors import KULNetError, run_cli
 from utils.logger import MessageLogger, get_root_logger, init_tb_logger
@@ -37,7 +43,8 @@ from utils.stop_request import StopRequest
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train KULNet.")
-    parser.add_argument("-opt", required=True, help="training option file (YAML)")
+    parser.add_argument("-opt", "--opt", required=True, help="training option file (YAML), ours or the "
+                        "authors' train.yml; from the current folder, else the repository root")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one option, e.g. --set train.niter=1000 (repeatable)")
     parser.add_argument("--auto_resume", action="store_true",
@@ -50,9 +57,29 @@ def parse_args(argv=None):
                         help="also save a checkpoint at the first iteration after this many minutes "
                              "of wall-clock time (to compare runs at equal training time); the log "
                              "says 'snapshot at iteration N'")
+    parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
+                        help="the authors' flag: pytorch under torchrun (whose environment is used either way)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help=argparse.SUPPRESS)  # torch.distributed.launch compatibility
+    for flag in ("--gpu_ids_qsub", "--slurm_job_id"):  # the authors' cluster flags, accepted and ignored
+        parser.add_argument(flag, default=None, help=argparse.SUPPRESS)
+    add_layout_flags(parser)
     return parser.parse_args(argv)
+
+
+def launch_notes(args):
+    """Lines for the log about the authors' launch flags."""
+    notes = []
+    if args.launcher == "pytorch" or args.local_rank is not None:
+        env = {k: os.environ.get(k) for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+        seen = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None) or "none set: one process"
+        notes.append(f"--launcher {args.launcher} --local_rank {args.local_rank}: torchrun's environment is used "
+                     f"({seen})")
+    for flag in ("gpu_ids_qsub", "slurm_job_id"):
+        if getattr(args, flag) is not None:
+            notes.append(f"--{flag} {getattr(args, flag)} ignored: the device comes from the options "
+                         f"(device, or gpu_ids in the authors' layout) and from torchrun")
+    return notes
 
 
 def init_distributed(device_name):
@@ -101,6 +128,11 @@ def seed_everything(seed, rank):
 
 def train(args):
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
+    if args.print_options:
+        raw, notes, path = load_raw(args.opt, overrides, check_paths=False)
+        parse(args.opt, overrides, check_paths=False)  # the file printed is a valid one
+        print(our_layout_yaml(raw, TRAIN_SCHEMA, notes, source_name(path)))
+        return 0
     opt = parse(args.opt, overrides)  # every option error is reported here, before any work
     for flag, minutes in (("--time_budget", args.time_budget), ("--snapshot_after", args.snapshot_after)):
         if minutes is not None and minutes <= 0:
@@ -148,6 +180,8 @@ def _run(args, opt, stop, snapshot, t_launch):
         dist.barrier()
     logger = get_root_logger(log_file=os.path.join(exp_dir, f"train_{timestamp}.log"), rank=rank)
     logger.info("options: %s, device: %s, processes: %d", opt["opt_path"], device, world)
+    for line in opt["layout_notes"] + launch_notes(args):
+        logger.info(line)
     for line in model.loaded_weights or ["no pretrained weights: the network starts from its initialisation"]:
         logger.info(line)
     if model.mode == "estimator":

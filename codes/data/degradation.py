@@ -9,8 +9,8 @@ Blur and subsampling are computed together as one strided grouped convolution
 (tested) without computing the s^2 - 1 of every s^2 blurred pixels that are thrown away.
 
 Public API:
-    DegradedBatch, blur, subsample, blur_subsample, add_noise, quantize, jpeg_compress, Degradation,
-    validation_degradation, paper_test_degradation
+    DegradedBatch, blur, subsample, blur_subsample, correlate_padded, add_noise, quantize, jpeg_compress,
+    Degradation, validation_degradation, paper_test_degradation
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -76,17 +76,30 @@ def _check_kernels(x, kernels):
     return kernels.to(device=x.device, dtype=x.dtype)
 
 
+def correlate_padded(padded, kernels, stride):
+    """Correlate every channel of image b with ``kernels[b]`` over an already padded image (no padding
+    added): one grouped conv over B*C groups.
+
+    Args:
+        padded (Tensor): (B, C, H, W). kernels (Tensor): (B, l, l) float, same device and dtype.
+        stride (int): output step.
+
+    Returns:
+        Tensor: (B, C, (H - l) // stride + 1, (W - l) // stride + 1).
+    """
+    b, c, h, w = padded.shape
+    l = kernels.shape[-1]
+    weight = kernels.unsqueeze(1).expand(b, c, l, l).reshape(b * c, 1, l, l)  # image-major, like x
+    out = F.conv2d(padded.reshape(1, b * c, h, w), weight, stride=stride, groups=b * c)
+    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+
+
 def _grouped_conv(x, kernels, stride):
-    """Correlate every channel of image b with kernels[b]: one grouped conv over B*C groups."""
+    """Correlate every channel of image b with kernels[b] after replicate padding ``l // 2``."""
     _check_image(x)
     kernels = _check_kernels(x, kernels)
-    b, c, h, w = x.shape
-    l = kernels.shape[-1]
-    p = l // 2
-    padded = F.pad(x.reshape(1, b * c, h, w), (p, p, p, p), mode="replicate")
-    weight = kernels.unsqueeze(1).expand(b, c, l, l).reshape(b * c, 1, l, l)  # image-major, like x
-    out = F.conv2d(padded, weight, stride=stride, groups=b * c)
-    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+    p = kernels.shape[-1] // 2
+    return correlate_padded(F.pad(x, (p, p, p, p), mode="replicate"), kernels, stride)
 
 
 def blur(hr, kernels):

@@ -1,128 +1,158 @@
-"""Spatially variant blur: kernels that change across the image in fixed patterns (KULNET.md §5).
+"""Spatially variant test degradation: the authors' patterns ``sv_mode`` 1-6 (taken over from MANet).
 
-The authors' test code has spatially variant modes 1-6, but our reference does not specify their
-exact patterns; the six deterministic patterns below are OUR design (documented, not the authors'),
-built from the same anisotropic Gaussian kernels as the rest of the pipeline (variances in
-[0.5, 4], theta in radians). With ``u = x / (W - 1)`` (0 left, 1 right), ``v = y / (H - 1)``
-(0 top, 1 bottom) and ``r`` the distance to the image centre (0 at the centre, 1 at the corners):
+The HR image is cut into blocks of 40x40 pixels from the top-left (the last row and column of blocks
+may be smaller) and every pixel of a block is blurred with the block's anisotropic Gaussian kernel
+(sig1, sig2 variances on the shifted l'xl' grid, as every kernel of :mod:`data.kernels`); the blurred
+image is subsampled from (0, 0), given noise and quantised as in the invariant degradation. With
+``n_h x n_w`` blocks, block row ``i`` and column ``j`` (from 0), ``a = (2.5 - 0.175) s``, ``b = 0.175 s``:
 
-    mode 1  width grows left -> right:       sig1 = sig2 = 0.5 + 3.5 u, theta = 0
-    mode 2  orientation turns top -> bottom: sig1 = 4.0, sig2 = 1.0, theta = pi v
-    mode 3  radial (sharp centre):           sig1 = sig2 = 0.5 + 3.5 r, theta = 0
-    mode 4  quadrants, four paper kernels:   TL (2.0, 0.5, 0deg), TR (3.5, 1.5, 30deg),
-                                             BL (4.0, 2.0, 135deg), BR (4.0, 4.0, 180deg)
-                                             (theta via deg/180*3.14 as for the paper kernels)
-    mode 5  zoom-like radial streaks:        sig1 = 4.0, sig2 = 1.0, theta = atan2(y - cy, x - cx)
-    mode 6  bilinear mix:                    sig1 = 1.0 + 3.0 u, sig2 = sig1 (0.25 + 0.75 v),
-                                             theta = pi (u + v) / 2
+    mode 1  sig1 = a + b,          sig2 = a i / n_h + b,  theta = 0
+    mode 2  sig1 = a j / n_w + b,  sig2 = a i / n_h + b,  theta = 0
+    mode 3  sig1 = a + b,          sig2 = b,              theta = pi i / n_h
+    mode 4  sig1 = a j / n_w + b,  sig2 = a i / n_h + b,  theta = pi i / n_h
+    mode 5  sig1, sig2 ~ U(b, a + b), theta ~ U(0, pi): NumPy draws in block order (rows outer), one
+            more draw per block discarded (the isotropic-or-not draw of the authors' kernel function)
+    mode 6  sig1 = a + b,          sig2 = b,              theta = pi/4 where i + j is even, else 3 pi/4
 
-Kernel maps are (B, l*l, H, W): the kernel of pixel (y, x) is ``kernel_map[b, :, y, x].view(l, l)``
-and is correlated with the replicate-padded image centred on that pixel, exactly as :func:`blur`
-does for a single kernel. :func:`blur_per_pixel` processes the output in row chunks so its working
-memory stays bounded.
+theta is in radians here (not the deg/180*3.14 of the invariant test kernels). The parameters are
+computed in float64 and rounded to float32, as the authors' are. Their test loop seeds NumPy's global
+generator with 0; here mode 5 draws from a generator seeded with ``seed`` for every image, so one
+image's pattern depends on its size and the seed alone (and equals theirs for the first image).
 
-Public API: SV_MODES, sv_kernel_params, sv_kernel_map, blur_per_pixel, degrade_spatially_variant
+The blur loops over the blocks (one strided correlation each, never over pixels): every LR pixel
+(y, x) is the correlation of the replicate-padded HR around (s y, s x) with the kernel of the block
+that holds HR pixel (s y, s x), as the authors' per-pixel blur followed by the subsampling.
+
+Public API: SV_MODES, SV_BLOCK, authors_block_params, block_kernels, blur_blocks, block_weights,
+degrade_authors_sv, blur_per_pixel
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.degradation import DegradedBatch, add_noise, quantize
-from data.kernels import PAPER_KERNELS, anisotropic_gaussian_kernels, degrees_to_radians_authors
+from data.degradation import DegradedBatch, add_noise, correlate_padded, quantize
+from data.kernels import anisotropic_gaussian_kernels
 from utils.errors import KULNetError
 
 SV_MODES = (1, 2, 3, 4, 5, 6)
-
-# Kernels synthesised at once when building a map (float64: about 3.5 KB each at l = 21).
-_KERNEL_CHUNK = 32768
+SV_BLOCK = 40  # HR pixels per block side
 
 
-def _coords(height, width, device):
-    """Pixel coordinates y, x (H, W) float64 and the normalised u, v in [0, 1]."""
-    y = torch.arange(height, dtype=torch.float64, device=device)
-    x = torch.arange(width, dtype=torch.float64, device=device)
-    y, x = torch.meshgrid(y, x, indexing="ij")
-    u = x / max(width - 1, 1)
-    v = y / max(height - 1, 1)
-    return y, x, u, v
-
-
-def sv_kernel_params(mode, height, width, device=None, positions=None):
-    """Per-pixel kernel parameters of a spatially variant mode.
-
-    Args:
-        mode (int): 1..6 (see the module docstring).
-        height, width (int): size of the image the pattern spans.
-        device: torch device of the result.
-        positions (tuple | None): (ys, xs) 1-D index tensors (or ranges) of the pixels to return, e.g.
-            ``(range(0, H, s), range(0, W, s))`` for the LR positions; None = every pixel.
-
-    Returns:
-        dict: ``sig1``, ``sig2``, ``theta`` float64 tensors (h, w) (variances, radians).
-    """
+def _check_mode(mode):
     if mode not in SV_MODES:
-        raise KULNetError(f"spatially variant mode {mode}: must be one of {list(SV_MODES)}")
-    y, x, u, v = _coords(height, width, device)
-    if positions is not None:
-        ys, xs = (
-            (t if torch.is_tensor(t) else torch.as_tensor(list(t))).to(device=device, dtype=torch.long)
-            for t in positions
-        )
-        y, x, u, v = (t[ys][:, xs] for t in (y, x, u, v))
-    cy, cx = (height - 1) / 2, (width - 1) / 2
-    r = torch.sqrt((y - cy) ** 2 + (x - cx) ** 2) / max(math.hypot(cy, cx), 1e-12)
-    zeros = torch.zeros_like(u)
-    if mode == 1:
-        s1 = 0.5 + 3.5 * u
-        s2, th = s1, zeros
-    elif mode == 2:
-        s1, s2, th = zeros + 4.0, zeros + 1.0, math.pi * v
-    elif mode == 3:
-        s1 = 0.5 + 3.5 * r
-        s2, th = s1, zeros
-    elif mode == 4:
-        table = torch.tensor([PAPER_KERNELS[i] for i in (0, 2, 6, 8)], dtype=torch.float64, device=device)
-        idx = (y >= height / 2).long() * 2 + (x >= width / 2).long()
-        s1, s2 = table[idx, 0], table[idx, 1]
-        th = degrees_to_radians_authors(table[idx, 2])
-    elif mode == 5:
-        s1, s2, th = zeros + 4.0, zeros + 1.0, torch.atan2(y - cy, x - cx)
-    else:
-        s1 = 1.0 + 3.0 * u
-        s2 = s1 * (0.25 + 0.75 * v)
-        th = math.pi * (u + v) / 2
-    return {"sig1": s1, "sig2": s2, "theta": th}
+        raise KULNetError(f"sv_mode {mode!r}: the authors' spatially variant patterns are "
+                          f"{', '.join(map(str, SV_MODES))} (0: one kernel per image)")
 
 
-def sv_kernel_map(mode, height, width, scale, kernel_size=21, device=None, dtype=torch.float32,
-                  positions=None):
-    """Per-pixel kernels of a spatially variant mode.
+def authors_block_params(mode, height, width, scale, seed=0, block=SV_BLOCK):
+    """The kernel parameters of every block of an HR image of ``height x width`` (see the module docstring).
 
     Args:
-        mode (int): 1..6.
-        height, width (int): image size the pattern spans.
-        scale (int): SR scale (sets the shifted kernel grid, as for the invariant kernels).
-        kernel_size (int): odd ``l``.
-        device, dtype: of the result (kernels are computed in float64).
-        positions (tuple | None): see :func:`sv_kernel_params`.
+        mode (int): 1..6. scale (int): SR scale ``s``. seed (int): mode 5's NumPy seed.
+        block (int): block side in HR pixels.
 
     Returns:
-        Tensor: (1, l*l, h, w), every kernel sums to 1; expand it to a batch for free.
+        np.ndarray: float64 (n_h, n_w, 3), (sig1, sig2, theta) per block, rounded to float32 values.
     """
-    return _kernel_map(sv_kernel_params(mode, height, width, device, positions), kernel_size, scale, dtype)
+    _check_mode(mode)
+    n_h, n_w = -(-height // block), -(-width // block)
+    i, j = np.meshgrid(np.arange(n_h, dtype=np.float64), np.arange(n_w, dtype=np.float64), indexing="ij")
+    a, b = (2.5 - 0.175) * scale, 0.175 * scale
+    rows, cols = a * i / n_h + b, a * j / n_w + b
+    tilt = math.pi * i / n_h
+    full, low, zero = np.full_like(i, a + b), np.full_like(i, b), np.zeros_like(i)
+    if mode == 5:
+        u = np.random.RandomState(seed).random_sample((n_h, n_w, 4))  # the 4th draw is discarded
+        spread = (a + b) - b  # NumPy's uniform(low, high) is low + (high - low) * u
+        params = (b + spread * u[..., 0], b + spread * u[..., 1], math.pi * u[..., 2])
+    else:
+        checker = np.where((i + j) % 2 == 0, math.pi / 4, 3 * math.pi / 4)
+        params = {1: (full, rows, zero), 2: (cols, rows, zero), 3: (full, low, tilt),
+                  4: (cols, rows, tilt), 6: (full, low, checker)}[mode]
+    return np.stack(params, axis=-1).astype(np.float32).astype(np.float64)
 
 
-def _kernel_map(p, kernel_size, scale, dtype):
-    """Kernel map (1, l*l, h, w) of the per-pixel parameters ``p`` of :func:`sv_kernel_params`."""
-    h, w = p["sig1"].shape
-    flat = [p[k].reshape(-1) for k in ("sig1", "sig2", "theta")]
-    chunks = []
-    for start in range(0, h * w, _KERNEL_CHUNK):
-        part = [t[start:start + _KERNEL_CHUNK] for t in flat]
-        chunks.append(anisotropic_gaussian_kernels(*part, kernel_size, scale, dtype=dtype))
-    kernels = torch.cat(chunks)  # (h*w, l, l)
-    return kernels.reshape(h, w, -1).permute(2, 0, 1).unsqueeze(0)
+def block_kernels(params, kernel_size=21, scale=4, device=None):
+    """Kernels (n_h, n_w, l, l) float32 of block parameters (n_h, n_w, 3) from :func:`authors_block_params`."""
+    p = torch.as_tensor(params, dtype=torch.float64, device=device)
+    n_h, n_w = p.shape[:2]
+    flat = p.reshape(-1, 3)
+    k = anisotropic_gaussian_kernels(flat[:, 0], flat[:, 1], flat[:, 2], kernel_size, scale)
+    return k.reshape(n_h, n_w, kernel_size, kernel_size)
+
+
+def _lr_ranges(size, scale, block):
+    """For each block along one axis: the LR indices [start, stop) whose HR pixel (s * index) lies in it."""
+    n_lr = -(-size // scale)
+    starts = [-(-block * n // scale) for n in range(-(-size // block))]
+    return [(start, min(n_lr, stop)) for start, stop in zip(starts, starts[1:] + [n_lr])]
+
+
+def blur_blocks(hr, kernels, scale, block=SV_BLOCK):
+    """Blur with a kernel per block and subsample from (0, 0) (replicate padding, correlation).
+
+    Args:
+        hr (Tensor): (B, C, H, W).
+        kernels (Tensor): (n_h, n_w, l, l) shared by the batch, or (B, n_h, n_w, l, l); odd ``l``.
+        scale (int): subsampling step ``s``. block (int): block side in HR pixels.
+
+    Returns:
+        Tensor: (B, C, ceil(H / s), ceil(W / s)).
+    """
+    b, c, height, width = hr.shape
+    rows, cols = _lr_ranges(height, scale, block), _lr_ranges(width, scale, block)
+    if kernels.dim() == 4:
+        kernels = kernels.unsqueeze(0)
+    l = kernels.shape[-1]
+    if kernels.shape[1:3] != (len(rows), len(cols)) or kernels.shape[0] not in (1, b) or l % 2 == 0:
+        raise KULNetError(f"block kernels {tuple(kernels.shape)}: expected ({len(rows)}, {len(cols)}, l, l) with "
+                          f"odd l for a {height}x{width} image in blocks of {block}")
+    kernels = kernels.to(device=hr.device, dtype=hr.dtype).expand(b, -1, -1, -1, -1)
+    p = l // 2
+    padded = F.pad(hr, (p, p, p, p), mode="replicate")
+    out = hr.new_empty(b, c, rows[-1][1], cols[-1][1])
+    for i, (y0, y1) in enumerate(rows):
+        for j, (x0, x1) in enumerate(cols):
+            region = padded[:, :, scale * y0:scale * (y1 - 1) + l, scale * x0:scale * (x1 - 1) + l]
+            out[:, :, y0:y1, x0:x1] = correlate_padded(region, kernels[:, i, j], scale)
+    return out
+
+
+def block_weights(height, width, scale, block=SV_BLOCK):
+    """float64 (n_h, n_w): the share of the LR pixels that each block's kernel blurs (sums to 1)."""
+    rows, cols = _lr_ranges(height, scale, block), _lr_ranges(width, scale, block)
+    counts = np.outer([y1 - y0 for y0, y1 in rows], [x1 - x0 for x0, x1 in cols]).astype(np.float64)
+    return counts / counts.sum()
+
+
+def degrade_authors_sv(hr, mode, scale, kernel_size=21, noise=0.0, generator=None, seed=0):
+    """The authors' spatially variant test degradation of a batch (one pattern for the whole batch: their
+    code runs one image at a time).
+
+    Args:
+        hr (Tensor): (B, C, H, W) in [0, 1], H and W multiples of ``scale``.
+        mode (int): 1..6. scale (int): SR scale. kernel_size (int): odd ``l``.
+        noise (float): fixed noise level, 0..255 units.
+        generator (torch.Generator | None): the noise, on ``hr.device``. seed (int): mode 5's draws.
+
+    Returns:
+        DegradedBatch: ``lr_clean``, ``lr`` as in the invariant case; ``kernel`` (B, l, l) the mean of the
+        LR pixels' kernels (what one estimated kernel is compared with); sig1/sig2/theta NaN.
+    """
+    b, _, height, width = hr.shape
+    if height % scale or width % scale:
+        raise KULNetError(f"hr size {height}x{width}: not a multiple of scale {scale}; mod-crop the image first")
+    kernels = block_kernels(authors_block_params(mode, height, width, scale, seed), kernel_size, scale, hr.device)
+    lr_blur = blur_blocks(hr, kernels, scale)
+    level = torch.full((b,), float(noise) / 255.0, device=hr.device)
+    lr = add_noise(lr_blur, level, generator) if noise > 0 else torch.clamp(lr_blur, 0.0, 1.0)
+    weights = torch.as_tensor(block_weights(height, width, scale), device=hr.device)
+    mean = (kernels.double() * weights[..., None, None]).sum(dim=(0, 1)).float()
+    nan = torch.full((b,), float("nan"), device=hr.device)
+    return DegradedBatch(lr_clean=quantize(lr_blur), lr=quantize(lr), kernel=mean.expand(b, -1, -1),
+                         sig1=nan, sig2=nan, theta=nan, noise=level)
 
 
 def blur_per_pixel(hr, kernel_map, stride=1, max_chunk_bytes=64 * 2 ** 20):
@@ -163,45 +193,3 @@ def blur_per_pixel(hr, kernel_map, stride=1, max_chunk_bytes=64 * 2 ** 20):
         k = kernel_map[:, :, r0:r1].reshape(b, l * l, -1)
         out.append(torch.einsum("bckn,bkn->bcn", patches, k).view(b, c, r1 - r0, ow))
     return torch.cat(out, dim=2)
-
-
-def degrade_spatially_variant(hr, mode, scale, kernel_size=21, noise=0.0, generator=None):
-    """Spatially variant test degradation: per-pixel blur, subsample, fixed noise, quantisation.
-
-    Kernels are synthesised only at the LR positions (every ``scale``-th HR pixel), so the map is
-    (1, l*l, H/s, W/s).
-
-    Args:
-        hr (Tensor): (B, C, H, W) in [0, 1], H and W multiples of ``scale``.
-        mode (int): 1..6.
-        scale (int): SR scale.
-        kernel_size (int): odd ``l``.
-        noise (float): fixed noise level in 0..255 units.
-        generator (torch.Generator | None): for the noise, on ``hr.device``.
-
-    Returns:
-        DegradedBatch: with ``kernel_map`` (B, l*l, h, w) and ``kernel``/``sig1``/``sig2``/``theta``
-        of the centre LR pixel.
-    """
-    b, _, height, width = hr.shape
-    if height % scale or width % scale:
-        raise KULNetError(f"hr size {height}x{width}: not a multiple of scale {scale}; mod-crop first")
-    pos = (range(0, height, scale), range(0, width, scale))
-    params = sv_kernel_params(mode, height, width, hr.device, pos)
-    kmap = _kernel_map(params, kernel_size, scale, torch.float32)
-    lr_blur = blur_per_pixel(hr, kmap, stride=scale)
-    level = torch.full((b,), float(noise) / 255.0, device=hr.device)
-    lr = add_noise(lr_blur, level, generator) if noise > 0 else torch.clamp(lr_blur, 0, 1)
-    h, w = lr_blur.shape[-2:]
-    cy, cx = h // 2, w // 2
-    centre = kmap[0, :, cy, cx].reshape(kernel_size, kernel_size)
-    return DegradedBatch(
-        lr_clean=quantize(lr_blur),
-        lr=quantize(lr),
-        kernel=centre.expand(b, -1, -1).float(),
-        sig1=params["sig1"][cy, cx].float().expand(b),
-        sig2=params["sig2"][cy, cx].float().expand(b),
-        theta=params["theta"][cy, cx].float().expand(b),
-        noise=level,
-        kernel_map=kmap.expand(b, -1, -1, -1),
-    )

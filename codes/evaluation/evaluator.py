@@ -32,6 +32,7 @@ import time
 import torch
 
 from data.degradation import Degradation
+from data.spatially_variant import degrade_authors_sv
 from evaluation.kernel_response import MOMENTS, kernel_moments
 from evaluation.metrics import calculate_psnr, calculate_ssim, kernel_psnr
 from evaluation.protocol import check_hr_size, load_hr_levels
@@ -97,9 +98,13 @@ class Evaluator:
         Returns:
             tuple: (metrics dict, SR tensor (1, 3, H, W), estimated kernel (l, l)).
         """
-        k_true = tk.kernel.to(self.device)[None]
-        deg = Degradation(self.scale, self.kernel_size, random_noise=False, noise=noise)
-        batch = deg(hr, generator=generator, kernel=k_true)
+        if tk.sv_mode:  # the authors' spatially variant pattern: a kernel per 40x40 HR block
+            batch = degrade_authors_sv(hr, tk.sv_mode, self.scale, self.kernel_size, noise, generator, self.seed)
+            k_true = batch.kernel  # the mean of the LR pixels' kernels, what one estimated kernel stands for
+        else:
+            k_true = tk.kernel.to(self.device)[None]
+            deg = Degradation(self.scale, self.kernel_size, random_noise=False, noise=noise)
+            batch = deg(hr, generator=generator, kernel=k_true)
         hr_img = tensor2img(hr)
         _sync(self.device)
         start = time.perf_counter()

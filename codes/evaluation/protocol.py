@@ -26,22 +26,31 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field
 
 @dataclass
 class ProtocolKernel:
-    """One test kernel: ``index`` (1-based label), parameters (NaN for kernels from a file), (l, l)."""
+    """One test kernel: ``index`` (1-based label), parameters (NaN for kernels from a file), (l, l).
+
+    ``sv_mode`` 1-6: the authors' spatially variant pattern instead (:mod:`data.spatially_variant`); then the
+    parameters are NaN and ``kernel`` is None (each image's kernels follow from its size).
+    """
 
     index: int
     sig1: float
     sig2: float
     theta_deg: float
     kernel: torch.Tensor
+    sv_mode: int = 0
 
 
 def build_kernels(opt):
     """The kernels of the protocol from the options ('paper', a list of triples, or ``kernel_file``).
 
     Returns:
-        list[ProtocolKernel]: kernels float32 (l, l) on the CPU, each summing to 1.
+        list[ProtocolKernel]: kernels float32 (l, l) on the CPU, each summing to 1; with ``sv_mode`` 1-6,
+        one entry for the spatially variant pattern.
     """
     scale, ks = opt["scale"], opt["kernel_size"]
+    if opt.get("sv_mode"):
+        nan = float("nan")
+        return [ProtocolKernel(1, nan, nan, nan, None, sv_mode=opt["sv_mode"])]
     if opt.get("kernel_file"):
         path = opt["kernel_file"]
         try:

@@ -160,10 +160,13 @@ def _is_state_dict(obj):
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+_SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(?:x([1-9])(?![0-9])|([1-9])x(?![a-z0-9]))")
+
+
 def _scale_from_name(path):
-    """Scale hinted by the file or its two parent folders (``x2``, ``_X4_``...), else None."""
+    """Scale hinted by the file or its two parent folders (``x2``, ``_X4_``, ``models_2x``...), else None."""
     parts = os.path.abspath(path).split(os.sep)[-3:]
-    hints = {int(m) for part in parts for m in re.findall(r"(?:^|[^a-z0-9])x([1-9])(?![0-9])", part.lower())}
+    hints = {int(a or b) for part in parts for a, b in _SCALE_IN_NAME.findall(part.lower())}
     return hints.pop() if len(hints) == 1 else None
 
 
@@ -195,8 +198,9 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
 
     The authors' files hold no metadata, and their tensors are identical in shape at x2, x3 and x4,
     so their scale cannot be read from the tensors: a scale written in the file or folder name
-    (``..._x2...``) is checked against ``expected_scale`` and the network's scale; without one the file
-    is taken to be of ``expected_scale`` (checked against the network), else not checked at all.
+    (``..._x2...``, ``models_2x``) is checked against ``expected_scale`` and the network's scale; without
+    one the file is taken to be of ``expected_scale`` (checked against the network), with a warning that
+    its scale could not be checked.
 
     Args:
         net (nn.Module): target network (wrappers allowed).
@@ -222,12 +226,16 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
         if meta.get("model") not in (None, type(bare).__name__):
             raise KULNetError(f"{path}: a {meta.get('model')} checkpoint, the network is {type(bare).__name__}; "
                               f"use a checkpoint of this network")
-        file_scale = meta.get("scale")
-        source = "its metadata"
+        file_scale, source = meta.get("scale"), "its metadata"
     else:
+        file_scale, source = None, ""
+    if file_scale is None:
         file_scale, source = _scale_from_name(path), "its file name"
-        if file_scale is None:  # nothing to check against: taken to be what the caller expects
-            file_scale, source = expected_scale, "expected_scale"
+    if file_scale is None:  # nothing to check against: taken to be what the caller expects
+        file_scale, source = expected_scale, "expected_scale"
+        logger.warning("%s: its file, folders and contents name no scale: its scale could not be checked "
+                       "(taken to be x%s); a name with x<scale> (e.g. models_x%s/) is checked", path,
+                       expected_scale or net_scale, expected_scale or net_scale)
     if expected_scale is not None and file_scale is not None and file_scale != expected_scale:
         raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but x{expected_scale} was expected; "
                           f"use the x{expected_scale} checkpoint")

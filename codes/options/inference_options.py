@@ -59,6 +59,15 @@ def apply_scale(raw, scale):
         raw["name"] = SHIPPED_NAME.sub(f"KULNet_x{scale}", name or "KULNet_x4_test", count=1)
 
 
+SHIPPED_HELP = "weights file; ~ = pretrained/KULNet_x<scale>.pth"
+
+
+def complete_checkpoint(opt):
+    """An option file without a checkpoint takes the shipped model of its scale, ``pretrained/KULNet_x<scale>.pth``."""
+    if opt["checkpoint"] is None:
+        opt["checkpoint"] = resolve_path(os.path.join("pretrained", f"KULNet_x{opt['scale']}.pth"))
+
+
 PRECISION = Key("str", "fp32", choices=PRECISIONS,
                 help="inference autocast; fp32 = the paper's numerics, bf16 about 3x faster on AMX CPUs")
 
@@ -69,9 +78,12 @@ TEST_SCHEMA = {
     "kernel_size": Key("int", 21, minimum=1),
     "seed": Key("int", 0, help="noise seed, reset for every dataset x noise x kernel"),
     "device": Key("str", "auto", help=_DEVICES),
-    "checkpoint": Key("path", DEFAULT_CHECKPOINT),
+    "checkpoint": Key("path", None, nullable=True, help=SHIPPED_HELP),
     "network_G": NETWORK_G,
     "kernel_file": Key("path", None, nullable=True, help=".npy (N, l, l) kernels instead of 'kernels'"),
+    "sv_mode": Key("int", 0, choices=(0, 1, 2, 3, 4, 5, 6),
+                   help="0: one kernel per image; 1-6: the authors' spatially variant patterns (MANet's), a "
+                        "kernel per 40x40 HR block, instead of 'kernels'"),
     "noise": Key("float_list", [0.0], help="noise levels, 0..255 units"),
     "crop_border": Key("int", None, nullable=True, minimum=0, help="default: the scale"),
     "baselines": {
@@ -96,7 +108,7 @@ REAL_SCHEMA = {
     "scale": Key("int", 4, minimum=1),
     "kernel_size": Key("int", 21, minimum=1),
     "device": Key("str", "auto", help=_DEVICES),
-    "checkpoint": Key("path", DEFAULT_CHECKPOINT),
+    "checkpoint": Key("path", None, nullable=True, help=SHIPPED_HELP),
     "network_G": NETWORK_G,
     "input": Key("path", "datasets/historical", help="a folder of LR images or one image"),
     "out": Key("path", None, nullable=True, help="default results/<name>"),
@@ -144,7 +156,8 @@ def _validate_datasets(raw, src):
             raise KULNetError(f"{src}: {where} = {entry!r}: give name and dataroot_HR (or skimage)")
         for key in entry:
             if key not in DATASET_KEYS:
-                raise KULNetError(f"{src}: unknown key '{where}.{key}'; {nearest_key(key, DATASET_KEYS, where)}")
+                raise KULNetError(f"{src}: unknown key '{where}.{key}'; "
+                                  f"{nearest_key(key, DATASET_KEYS, where, 'test')}")
         has_root, has_sk = entry.get("dataroot_HR") is not None, entry.get("skimage") is not None
         if has_root == has_sk:
             raise KULNetError(f"{src}: {where}: give exactly one of dataroot_HR (a folder of HR "
@@ -229,13 +242,17 @@ def validate_test_options(raw, src="options"):
     raw = dict(raw)
     datasets = _validate_datasets(raw.pop("datasets", None), src)
     kernels = _validate_kernels(raw.pop("kernels", None), src)
-    opt = dict(validate(_with_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src))
+    opt = dict(validate(_with_sections(raw, TEST_SCHEMA), TEST_SCHEMA, "", src, "test"))
     opt["datasets"], opt["kernels"] = datasets, kernels
     check_device(opt, src)
     check_kernel_size(opt, src)
     check_tile(opt, src)
     if any(n < 0 for n in opt["noise"]) or not opt["noise"]:
         raise KULNetError(f"{src}: noise = {opt['noise']}; give a list of levels >= 0 (0..255 units)")
+    if opt["sv_mode"] and (kernels != "paper" or opt["kernel_file"]):
+        raise KULNetError(f"{src}: sv_mode = {opt['sv_mode']} takes each block's kernel from the pattern; "
+                          f"remove 'kernels' / 'kernel_file' or set sv_mode: 0")
+    complete_checkpoint(opt)
     if opt["crop_border"] is None:
         opt["crop_border"] = opt["scale"]
     if opt["out"] is None:
@@ -245,7 +262,8 @@ def validate_test_options(raw, src="options"):
 
 def validate_real_options(raw, src="options"):
     """Check and complete the options of ``test_real.py`` (keys of :data:`REAL_SCHEMA`)."""
-    opt = dict(validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src))
+    opt = dict(validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src, "real"))
+    complete_checkpoint(opt)
     check_device(opt, src)
     check_kernel_size(opt, src)
     check_tile(opt, src)

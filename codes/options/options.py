@@ -7,12 +7,13 @@ is reported as one line before any work starts. Relative paths are resolved agai
 root (the folder that holds ``codes/``), so ``datasets/DF2K/HR`` means ``<repo>/datasets/DF2K/HR``.
 """
 import copy
-import difflib
 import math
 import os
 
 import yaml
 
+from options.authors_layout import is_authors_layout, translate
+from options.authors_table import close_key, moved_key_hint
 from options.schema import OPTIONAL_SECTIONS, REQUIRED, TRAIN_SCHEMA, Key
 from utils.errors import KULNetError
 from utils.lmdb_layout import detect_data_type
@@ -55,14 +56,15 @@ def _join(prefix, key):
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def nearest_key(key, valid, prefix):
-    """The hint for an unknown ``key``: the nearest valid key (difflib), else the list of valid keys."""
-    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
-    if not match:  # case-insensitive second try (lr_g -> lr_G)
-        lower = {v.lower(): v for v in valid}
-        match = [lower[str(key).lower()]] if str(key).lower() in lower else []
-    if match:
-        return f"did you mean '{_join(prefix, match[0])}'?"
+def nearest_key(key, valid, prefix, kind=None):
+    """The hint for an unknown ``key``: where it lives here when it is one of the authors' keys of the
+    ``kind`` of file (``test``, ``real``, ``train``), else a valid key when one is close, else the list."""
+    moved = moved_key_hint(_join(prefix, key), kind) if kind else None
+    if moved:
+        return moved
+    match = close_key(key, valid)
+    if match is not None:
+        return f"did you mean '{_join(prefix, match)}'?"
     return "valid keys here: " + ", ".join(sorted(map(str, valid)))
 
 
@@ -136,8 +138,9 @@ def _coerce(value, spec: Key, where, src):
     return out
 
 
-def validate(raw, schema, prefix, src):
-    """Recursively check ``raw`` against ``schema``; returns a completed OptionDict."""
+def validate(raw, schema, prefix, src, kind=None):
+    """Recursively check ``raw`` against ``schema``; returns a completed OptionDict. ``kind`` (``test``,
+    ``real``, ``train``) names the authors' file whose keys an unknown key is looked up in."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -145,7 +148,7 @@ def validate(raw, schema, prefix, src):
     for key in raw:
         if key not in schema:
             raise KULNetError(f"{src}: unknown key '{_join(prefix, key)}'; "
-                              f"{nearest_key(key, schema, prefix)}")
+                              f"{nearest_key(key, schema, prefix, kind)}")
     out = OptionDict(_path=prefix)
     for key, spec in schema.items():
         where = _join(prefix, key)
@@ -155,7 +158,7 @@ def validate(raw, schema, prefix, src):
             if key not in raw and where == "datasets.val":
                 out[key] = None  # no validation
                 continue
-            out[key] = validate(raw.get(key), spec, where, src)
+            out[key] = validate(raw.get(key), spec, where, src, kind)
         elif key in raw:
             out[key] = _coerce(raw[key], spec, where, src)
         elif spec.default is REQUIRED:
@@ -183,7 +186,7 @@ def _apply_override(raw, item, src):
         if not isinstance(schema, dict) or key not in schema:
             valid = schema if isinstance(schema, dict) else {}
             raise KULNetError(f"--set {path}: unknown key '{_join(prefix, key)}'; "
-                              f"{nearest_key(key, valid, prefix)}")
+                              f"{nearest_key(key, valid, prefix, 'train')}")
         if i == len(keys) - 1:
             node[key] = value
         else:
@@ -280,30 +283,87 @@ def read_yaml(path, src=None):
     return raw
 
 
-def parse(opt_path, overrides=(), check_paths=True):
-    """Read a training option file, apply ``--set`` overrides, validate and complete it.
+def locate_option_file(path):
+    """The option file ``path``: from the current folder, else from the repository root, so that the
+    authors' launch (``cd codes && python test.py --opt options/test/test.yml``) finds it as ours does.
+
+    Raises:
+        KULNetError: neither exists (the line names both places tried).
+    """
+    if os.path.isfile(path) or os.path.isabs(path):
+        return path
+    from_root = os.path.join(REPO_ROOT, path)
+    if os.path.isfile(from_root):
+        return from_root
+    tried = " and ".join(dict.fromkeys((os.path.abspath(path), os.path.normpath(from_root))))
+    raise KULNetError(f"{path}: option file not found (tried {tried}); check the path given to --opt")
+
+
+def source_name(path):
+    """How an option file is named in messages: relative to the current folder when below it."""
+    src = os.path.relpath(path) if os.path.exists(path) else path
+    return os.path.abspath(path) if src.startswith("..") else src
+
+
+def read_options(path, kind, schema, check_paths=True, overridden=()):
+    """Read an option file of either layout: a file of the authors' layout is translated into ours.
 
     Args:
-        opt_path (str): YAML file.
+        path (str): the file (see :func:`locate_option_file`). kind (str): ``test``, ``real`` or ``train``.
+        schema (dict): our schema of that kind of file. check_paths (bool): check the authors' paths, but
+        for those under ``overridden`` (our keys that the command line sets).
+
+    Returns:
+        tuple: (the options in our layout (dict), the lines that report a translation: empty for ours).
+    """
+    src = source_name(path)
+    raw = read_yaml(path, src)
+    if not is_authors_layout(raw):
+        return raw, []
+    translation = translate(raw, kind, src, schema, check_paths, overridden)
+    return translation.raw, translation.lines()
+
+
+def load_raw(opt_path, overrides=(), check_paths=True):
+    """A training option file in our layout (translated when it is the authors'), ``--set`` overrides applied.
+
+    Returns:
+        tuple: (options (dict, not validated), lines reporting a translation, the file's path).
+    """
+    opt_path = locate_option_file(opt_path)
+    set_keys = [item.split("=", 1)[0].strip() for item in overrides or ()]
+    raw, notes = read_options(opt_path, "train", TRAIN_SCHEMA, check_paths, set_keys)
+    for item in overrides or ():
+        raw = _apply_override(raw, item, source_name(opt_path))
+    return raw, notes, opt_path
+
+
+def parse(opt_path, overrides=(), check_paths=True):
+    """Read a training option file (of our layout or the authors'), apply ``--set`` overrides (keys of
+    our layout), validate and complete it.
+
+    Args:
+        opt_path (str): YAML file (from the current folder, else from the repository root).
         overrides (Iterable[str]): ``key.path=value`` strings, values parsed as YAML.
         check_paths (bool): check that dataset folders / files exist (False for unit tests).
 
     Returns:
-        OptionDict: every schema key present (defaults filled in), paths absolute.
+        OptionDict: every schema key present (defaults filled in), paths absolute; ``opt_path`` (the
+        file) and ``layout_notes`` (the lines reporting a translation from the authors' layout) added.
 
     Raises:
         KULNetError: one line naming the file, key and the fix.
     """
-    src = os.path.relpath(opt_path) if os.path.exists(opt_path) else opt_path
-    if src.startswith(".."):
-        src = os.path.abspath(opt_path)
-    raw = read_yaml(opt_path, src)
-    for item in overrides or ():
-        raw = _apply_override(raw, item, src)
-    opt = validate(raw, TRAIN_SCHEMA, "", src)
+    raw, notes, opt_path = load_raw(opt_path, overrides, check_paths)
+    src = source_name(opt_path)
+    opt = validate(raw, TRAIN_SCHEMA, "", src, "train")
     _check_semantics(opt, src, check_paths)
     opt["opt_path"] = os.path.abspath(opt_path)
+    opt["layout_notes"] = notes
     return opt
+
+
+ADDED_KEYS = ("opt_path", "layout_notes")  # added by parse, not options
 
 
 def to_plain(opt):
@@ -317,6 +377,6 @@ def to_plain(opt):
 
 def dump(opt, path):
     """Write the completed options as YAML (the copy kept in the experiment folder)."""
-    plain = {k: v for k, v in to_plain(opt).items() if k != "opt_path"}  # re-parseable
+    plain = {k: v for k, v in to_plain(opt).items() if k not in ADDED_KEYS}  # re-parseable
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(plain, f, sort_keys=False)

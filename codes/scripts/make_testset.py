@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python codes/scripts/make_testset.py --hr HR --scale 2 --out OUT --noise 10 \
         --sig1 2.0 3.5 --sig2 1.0 2.0 --theta 10 45          # degrees (as deg / 180 * 3.14, the authors' quirk)
     python codes/scripts/make_testset.py --hr HR --scale 4 --out OUT --kernels my_kernels.npy   # (l,l) or (N,l,l)
+    python codes/scripts/make_testset.py --hr HR --scale 4 --out OUT --sv_mode 3   # the authors' pattern 3
 
 Output (see the README.txt written beside it)::
 
@@ -14,6 +15,8 @@ Output (see the README.txt written beside it)::
     OUT/kernel_XX/kernel.npy          the 21x21 kernel (float32, sums to 1)
     OUT/kernel_XX/kernel.png          the kernel enlarged (nearest), normalised to its maximum
     OUT/README.txt, OUT/meta.json     what was done, with every parameter
+    OUT/sv_mode<N>/LR/<name>.png      --sv_mode N (1-6): the authors' spatially variant pattern (MANet's),
+    OUT/sv_mode<N>/blocks/<name>.npy  a kernel per 40x40 HR block, whose (sig1, sig2, theta) these hold
 
 The degradation is KULNET.md §5 (``data.degradation.Degradation``). Deterministic: for each kernel a
 ``torch.Generator`` seeded with ``--seed`` draws the noise for the images in sorted name order, so the
@@ -40,6 +43,7 @@ from data.kernels import (  # noqa: E402
     isotropic_gaussian_kernels,  # noqa: E402
 )
 from data.paired_dataset import load_kernel_file  # noqa: E402
+from data.spatially_variant import SV_BLOCK, SV_MODES, authors_block_params, degrade_authors_sv  # noqa: E402
 from evaluation.figures import kernel_image  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.image_io import img2tensor, list_images, mod_crop, read_image, tensor2img, write_image  # noqa: E402
@@ -61,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--kernel_size", type=int, default=21, help="kernel size for sig1/sig2/theta kernels")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="write into an OUT that already holds a test set")
+    p.add_argument("--sv_mode", type=int, choices=SV_MODES,
+                   help="the authors' spatially variant pattern (a kernel per 40x40 HR block) instead of kernels")
     return p.parse_args(argv)
 
 
@@ -150,6 +156,32 @@ Load a pair in Python (from the repository's codes/ folder on sys.path):
 """
 
 
+SV_README = """
+Spatially variant (--sv_mode {mode}): the authors' pattern {mode} (taken over from MANet) instead of the kernels:
+  sv_mode{mode}/LR/<name>.png         every HR pixel blurred with the kernel of its 40x40 block, subsampled,
+                                     noise, 8-bit (as above)
+  sv_mode{mode}/blocks/<name>.npy     (n_h, n_w, 3): each block's sig1, sig2 (variances) and theta (radians)
+  Mode 5 draws its parameters from a NumPy generator seeded with {seed} for every image.
+"""
+
+
+def write_sv_folder(args, images):
+    """``OUT/sv_mode<N>/``: the LR images of the authors' spatially variant pattern and their blocks' parameters."""
+    name = f"sv_mode{args.sv_mode}"
+    folder = os.path.join(args.out, name)
+    os.makedirs(os.path.join(folder, "blocks"), exist_ok=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    for image, hr in images:
+        out = degrade_authors_sv(hr, args.sv_mode, args.scale, args.kernel_size, args.noise, generator, args.seed)
+        write_image(os.path.join(folder, "LR", image + ".png"), tensor2img(out.lr))
+        h, w = hr.shape[-2:]
+        np.save(os.path.join(folder, "blocks", image + ".npy"),
+                authors_block_params(args.sv_mode, h, w, args.scale, args.seed))
+    print(f"{name}: {len(images)} LR images (the authors' spatially variant pattern {args.sv_mode})")
+    return {"folder": name, "sv_mode": args.sv_mode, "block": SV_BLOCK,
+            "blocks": "blocks/<name>.npy: (n_h, n_w, 3) sig1, sig2 (variances), theta (radians)"}
+
+
 def make_testset(args):
     """Write the test set described by ``args`` (see :func:`parse_args`); returns the meta dict."""
     if args.scale < 1:
@@ -158,7 +190,10 @@ def make_testset(args):
         raise KULNetError(f"--noise {args.noise}: must be a number >= 0 (0..255 units)")
     if os.path.exists(os.path.join(args.out, "meta.json")) and not args.overwrite:
         raise KULNetError(f"{args.out}: already holds a test set; choose another --out or add --overwrite")
-    kernels = build_kernels(args)
+    if args.sv_mode and (args.kernels or args.sig1 or args.sig2 or args.theta):
+        raise KULNetError(f"--sv_mode {args.sv_mode}: the pattern gives every block its kernel; leave out "
+                          f"--kernels and --sig1/--sig2/--theta")
+    kernels = [] if args.sv_mode else build_kernels(args)
     images = load_hr_images(args.hr, args.scale)
     prepare_output_dir(args.out)
     for name, hr in images:
@@ -184,6 +219,7 @@ def make_testset(args):
         "seed": args.seed,
         "images": [name for name, _ in images],
         "kernels": meta_kernels,
+        "spatially_variant": write_sv_folder(args, images) if args.sv_mode else None,
         "degradation": "KULNET.md §5: replicate pad, correlation, subsample at (0,0), noise, clamp, 8-bit",
     }
     with open(os.path.join(args.out, "meta.json"), "w") as f:
@@ -191,7 +227,8 @@ def make_testset(args):
     source = meta_kernels[0]["source"] if meta_kernels else "-"
     with open(os.path.join(args.out, "README.txt"), "w") as f:
         f.write(README_TEMPLATE.format(hr=args.hr, scale=args.scale, noise=args.noise, seed=args.seed,
-                                       n_kernels=len(kernels), source=source, zoom=KERNEL_PNG_ZOOM, out=args.out))
+                                       n_kernels=len(kernels), source=source, zoom=KERNEL_PNG_ZOOM, out=args.out)
+                + (SV_README.format(mode=args.sv_mode, seed=args.seed) if args.sv_mode else ""))
     print(f"wrote {len(images)} HR images and {len(kernels)} kernel folders to {args.out}")
     return meta
 

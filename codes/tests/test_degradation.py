@@ -17,13 +17,7 @@ from data.degradation import (
     validation_degradation,
 )
 from data.kernels import anisotropic_gaussian_kernels, make_kernels, paper_kernels, random_kernel_params
-from data.spatially_variant import (
-    SV_MODES,
-    blur_per_pixel,
-    degrade_spatially_variant,
-    sv_kernel_map,
-    sv_kernel_params,
-)
+from data.spatially_variant import blur_per_pixel
 from utils.errors import KULNetError
 
 
@@ -299,43 +293,6 @@ def test_per_pixel_blur_equals_slow_loop():
             patch = padded[:, :, y:y + 3, x:x + 3].reshape(2, 2, 9)
             ref[:, :, y, x] = (patch * kmap[:, None, :, y, x]).sum(-1)
     assert torch.allclose(out, ref, atol=1e-12)
-
-
-@pytest.mark.parametrize("mode", SV_MODES)
-def test_sv_modes_valid_and_deterministic(mode):
-    kmap = sv_kernel_map(mode, 8, 12, 4, dtype=torch.float64)
-    assert kmap.shape == (1, 441, 8, 12)
-    assert torch.allclose(kmap.sum(1), torch.ones(1, 8, 12, dtype=torch.float64), atol=1e-12)
-    assert (kmap >= 0).all()
-    assert torch.equal(kmap, sv_kernel_map(mode, 8, 12, 4, dtype=torch.float64))
-    p = sv_kernel_params(mode, 8, 12)
-    assert ((p["sig2"] <= p["sig1"] + 1e-12) & (p["sig2"] > 0)).all()
-    flat = kmap[0].reshape(441, -1)
-    assert (flat - flat[:, :1]).abs().max() > 1e-3  # really varies across the image
-    # the kernel at a pixel is the invariant kernel of that pixel's parameters
-    ref = anisotropic_gaussian_kernels(p["sig1"][3, 7], p["sig2"][3, 7], p["theta"][3, 7], 21, 4,
-                                       dtype=torch.float64)
-    assert torch.allclose(kmap[0, :, 3, 7].view(21, 21), ref[0], atol=1e-12)
-
-
-def test_sv_mode4_quadrants_are_paper_kernels():
-    kmap = sv_kernel_map(4, 8, 8, 4)
-    pk = paper_kernels(4)
-    for (y, x), idx in {(0, 0): 0, (0, 7): 2, (7, 0): 6, (7, 7): 8}.items():
-        assert torch.allclose(kmap[0, :, y, x].view(21, 21), pk[idx], atol=1e-7)
-
-
-def test_degrade_spatially_variant_shapes_and_lr_positions():
-    hr = _rand_images(2, 3, 16, 12, dtype=torch.float32)
-    out = degrade_spatially_variant(hr, 3, 4, noise=5, generator=torch.Generator().manual_seed(0))
-    assert out.lr.shape == out.lr_clean.shape == (2, 3, 4, 3)
-    assert out.kernel_map.shape == (2, 441, 4, 3)
-    full = sv_kernel_map(3, 16, 12, 4)
-    assert torch.allclose(out.kernel_map[0], full[0, :, ::4, ::4], atol=1e-7)
-    ref = quantize(subsample(blur_per_pixel(hr, full), 4))
-    assert torch.allclose(out.lr_clean, ref, atol=1e-5)
-    with pytest.raises(KULNetError):
-        degrade_spatially_variant(hr, 7, 4)
 
 
 # ----------------------------------------------------------------------------- benchmark smoke test

@@ -15,7 +15,7 @@ from data.degradation import Degradation
 from data.kernels import paper_kernels
 from scripts.make_testset import kernel_png, main
 from utils.errors import KULNetError
-from utils.image_io import read_image, tensor2img
+from utils.image_io import img2tensor, read_image, tensor2img
 
 
 def _hr_folder(tmp_path):
@@ -144,3 +144,29 @@ def test_shared_set5_x4(shared_datasets, tmp_path):
     item = ds[0]
     assert item["hr"].shape[1] == 4 * item["lr"].shape[1] and item["kernel"].shape == (21, 21)
     torch.testing.assert_close(item["kernel"], paper_kernels(4)[2], rtol=0, atol=1e-7)
+
+
+def test_spatially_variant_pattern_folder(tmp_path):
+    from data.spatially_variant import authors_block_params, degrade_authors_sv
+
+    hr = _hr_folder(tmp_path)
+    out = tmp_path / "sv"
+    meta = main(["--hr", hr, "--scale", "2", "--out", str(out), "--sv_mode", "5", "--noise", "5"])
+    assert meta["kernels"] == [] and meta["spatially_variant"]["folder"] == "sv_mode5"
+    files = _files(str(out))
+    assert [f for f in files if f.startswith("sv_mode5")] == [
+        f"sv_mode5/{kind}/{n}.{ext}" for kind, ext in (("LR", "png"), ("blocks", "npy"))
+        for n in ("a_img", "b_img", "c_gray")]
+    hr_img = read_image(str(out / "HR" / "b_img.png"))[0]  # 26x30, one block
+    np.testing.assert_array_equal(np.load(out / "sv_mode5" / "blocks" / "b_img.npy"),
+                                  authors_block_params(5, 26, 30, 2, seed=0))
+    g = torch.Generator().manual_seed(0)
+    lrs = {}
+    for name in ("a_img", "b_img"):  # the noise is drawn for the images in sorted order
+        img = img2tensor(read_image(str(out / "HR" / f"{name}.png"))[0])
+        lrs[name] = degrade_authors_sv(img, 5, 2, noise=5, generator=g).lr
+    written = img2tensor(read_image(str(out / "sv_mode5" / "LR" / "b_img.png"))[0])
+    np.testing.assert_array_equal(tensor2img(written), tensor2img(lrs["b_img"]))
+    assert hr_img.shape == (26, 30, 3) and "Spatially variant (--sv_mode 5)" in (out / "README.txt").read_text()
+    with pytest.raises(KULNetError, match=r"--sv_mode 5: the pattern gives every block its kernel"):
+        main(["--hr", hr, "--scale", "2", "--out", str(tmp_path / "x"), "--sv_mode", "5", "--sig1", "2"])
