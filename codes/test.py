@@ -1,4 +1,4 @@
-"""Reproduce a paper table: the nine-kernel synthetic protocol (KULNET.md §7) in one command.
+"""Reproduce a paper table: the nine-kernel synthetic protocol in one command.
 
     python codes/test.py                                  # demo: scikit-image photos, x4 model
     python codes/test.py -opt options/test/test.yml       # Set5 (and the sets listed there)
@@ -81,7 +81,7 @@ def parse_args(argv=None):
                    help="1-6: the authors' spatially variant patterns instead of the kernels; 0: none")
     p.add_argument("--save_kernel", action="store_true",
                    help="accepted for the authors' launch: kernel figures are saved with the SR images")
-    add_layout_flags(p)
+    add_layout_flags(p, TEST_SCHEMA)
     return p.parse_args(argv)
 
 

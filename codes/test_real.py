@@ -16,7 +16,7 @@ Output names are unique within a run (:func:`output_stems`): when several inputs
 name (``a_png_SR.png``, ``a_jpg_SR.png``, ...); inputs with a name of their own keep ``<name>``. A name
 still taken after that gets ``_2``, ``_3``, ... (in input order).
 
-By default the LR gets the authors' blurred border first (KULNET.md §8) and ``c*s`` pixels are cropped
+By default the LR gets the authors' blurred border first and ``c*s`` pixels are cropped
 from the SR result. RGBA inputs lose their alpha (noted), 16-bit inputs give 8-bit outputs (noted);
 corrupt files and images under ``MIN_LR_SIZE`` pixels a side are reported and skipped, the rest are
 processed. Large photos are restored tile by tile with one kernel estimated on the whole photo
@@ -70,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", help="weights file (default pretrained/KULNet_x<scale>.pth)")
     p.add_argument("--out", help="output folder (default results/<name>)")
     p.add_argument("--tile", type=int, help="LR tile size for the SR part (0: automatic)")
-    p.add_argument("--no_border", action="store_true", help="skip the border of KULNET.md §8")
+    p.add_argument("--no_border", action="store_true", help="skip the authors' blurred border")
     p.add_argument("--x8", action="store_true", help="x8 self-ensemble")
     p.add_argument("--literal", action="store_true",
                    help="the network's literal path: the authors' order of operations (slower)")
@@ -79,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--save_kernel", action="store_true",
                    help="accepted for the authors' launch: the kernels are always saved")
-    add_layout_flags(p)
+    add_layout_flags(p, REAL_SCHEMA)
     return p.parse_args(argv)
 
 

@@ -63,7 +63,7 @@ def parse_args(argv=None):
                         help=argparse.SUPPRESS)  # torch.distributed.launch compatibility
     for flag in ("--gpu_ids_qsub", "--slurm_job_id"):  # the authors' cluster flags, accepted and ignored
         parser.add_argument(flag, default=None, help=argparse.SUPPRESS)
-    add_layout_flags(parser)
+    add_layout_flags(parser, TRAIN_SCHEMA)
     return parser.parse_args(argv)
 
 

@@ -10,8 +10,8 @@ Figures (one device, scale and precision per run; median of ``--repeats`` after 
     infer     eval-mode forward (inference_mode) for each LR size in ``--infer_sizes`` (batch 1),
               ms and peak memory, in ``--infer_precision`` (fp32 as the authors' figures).
     flops     FLOPs counted by torch.utils.flop_counter on the meta device (no compute): forward
-              and full step at the training size, plus the forward at batch 16, LR 48 (the issue's
-              843 GFLOP reference). Counted on the plain path (direct 21x21 blur), i.e. the nominal
+              and full step at the training size, plus the forward at batch 16, LR 48 (a reference
+              of 843 GFLOP). Counted on the literal network, i.e. the nominal
               work of the authors' network; achieved TFLOP/s = step FLOPs / train ms.
     blur      (on request) the DLSM's blur pair Aᵀ(A(x)) direct against FFT, with and without
               autograd, at each HR side of ``--blur_sizes``: the evidence of ``blur_impl: auto``.
@@ -386,7 +386,7 @@ def count_flops(scale, batch, lr_size, with_step=True):
 
 def bench_flops(args, device):
     res = {"train_size": count_flops(args.scale, args.batch, args.gt_size // args.scale),
-           "issue_reference": count_flops(args.scale, 16, 48, with_step=False),
+           "reference_forward": count_flops(args.scale, 16, 48, with_step=False),
            "note": "nominal FLOPs of the plain path (direct blur); FFT blurs are not counted"}
     for size in sorted(args.infer_sizes):
         res[f"infer_{size}"] = count_flops(args.scale, 1, size, with_step=False)
@@ -423,7 +423,7 @@ def _table(report):
         ts = f["train_size"]
         lines.append(f"FLOPs (nominal): forward B{ts['batch']} LR{ts['lr_size']} {ts['forward_gflop']:.1f} GFLOP, "
                      f"step {ts['step_gflop']:.1f} GFLOP; forward B16 LR48 "
-                     f"{f['issue_reference']['forward_gflop']:.1f} GFLOP (issue: 843)")
+                     f"{f['reference_forward']['forward_gflop']:.1f} GFLOP (reference: 843)")
     return "\n".join(lines)
 
 

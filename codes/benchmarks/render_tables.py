@@ -9,8 +9,10 @@ Four tables, each between its markers in the README (``<!-- NAME:start -->`` ...
   figures behind each, from ``codes/benchmarks/results/*.json`` (each file says which rule it supports);
 - ``authors-vs-ours``: the authors' code against ours on one GPU (``results/authors_vs_ours_*.json``);
 - ``gpu-check``: the runs of ``gpu_check.sh`` in GPU_CHECK_DIR (omitted: the table is left as it is);
-- ``history``: earlier measurements recorded in ``results/history.json``;
-- and in the repository's README, ``speed``: the authors' code against ours in one table.
+- ``history``: earlier measurements recorded in ``results/history.json``.
+
+The repository README's speed table (:func:`readme_speed_table`) is rendered by
+``codes/scripts/render_readme.py``.
 """
 import argparse
 import glob
@@ -175,8 +177,6 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("gpu_check", nargs="?", help="an output folder of gpu_check.sh")
     ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
-    ap.add_argument("--main_readme", default=os.path.join(os.path.dirname(os.path.dirname(HERE)), "README.md"),
-                    help="the repository's README, whose speed table is rendered too ('' to skip)")
     args = ap.parse_args(argv)
     with open(args.readme, encoding="utf-8") as handle:
         text = handle.read()
@@ -187,11 +187,6 @@ def main(argv=None):
         text = replace_between(text, "gpu-check", gpu_check_tables(args.gpu_check), args.readme)
     atomic_write_text(args.readme, text)
     print(f"wrote {args.readme}")
-    if args.main_readme:
-        with open(args.main_readme, encoding="utf-8") as handle:
-            main_text = handle.read()
-        atomic_write_text(args.main_readme, replace_between(main_text, "speed", readme_speed_table(), args.main_readme))
-        print(f"wrote {args.main_readme}")
     return 0
 
 

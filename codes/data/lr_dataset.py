@@ -77,7 +77,7 @@ class LRDataset(Dataset):
     Args:
         folder_or_file (str): a folder of images or a single image file.
         scale (int): SR scale (sets the border width).
-        add_border (bool): add the §8 border (default, as the authors).
+        add_border (bool): add the authors' blurred border (default, as the authors).
 
     Items:
         dict: ``lr`` Tensor (3, h + 2c, w + 2c) float32 in [0, 1]; ``path`` str; ``info`` dict

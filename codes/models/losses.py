@@ -60,7 +60,7 @@ def kl_loss(mean, log_var):
 
 
 def lr_consistency_loss(hr, k_est, lr_clean, scale):
-    """L1 between the clean LR and the HR degraded with the estimated kernel (§4, optional).
+    """L1 between the clean LR and the HR degraded with the estimated kernel (optional, off in the released settings).
 
     Uses the data pipeline's blur (replicate padding, correlation) and subsampling.
 
@@ -80,7 +80,7 @@ KERNEL_LOSSES = ("authors", "l1")
 
 
 class KULNetLoss:
-    """The weighted sum of §4 with the authors' default weights.
+    """The weighted sum of the paper's losses with the authors' default weights.
 
     Args:
         scale (int): s.

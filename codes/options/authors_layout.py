@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from options.authors_table import FILES, Drop, Set, close_key, entries, key_table, pattern
+from options.schema import options_reference
 from utils.errors import KULNetError
 
 CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -219,18 +220,22 @@ def our_layout_yaml(raw, schema, notes, src):
 
 
 class _KeyTable(argparse.Action):
-    def __init__(self, option_strings, dest, **kwargs):
+    def __init__(self, option_strings, dest, schema=None, **kwargs):
+        self.schema = schema
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help"))
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(key_table())
+        print(f"# The keys of {parser.prog}'s option files\n\n{options_reference(self.schema)}\n\n"
+              f"# The authors' keys and their places here\n\n{key_table()}")
         parser.exit()
 
 
-def add_layout_flags(parser):
-    """The flags about option files that the three scripts share: ``--print_options``, ``--help-options``."""
+def add_layout_flags(parser, schema):
+    """The flags about option files that the three scripts share: ``--print_options``, ``--help-options``
+    (the keys of ``schema``, then the authors' keys and their places here)."""
     parser.add_argument("--print_options", action="store_true",
                         help="write the option file in our layout (translated when it is in the authors' "
                              "layout) to stdout, and stop")
-    parser.add_argument("--help-options", action=_KeyTable,
-                        help="the authors' option keys and where each lives here (a Markdown table), and stop")
+    parser.add_argument("--help-options", action=_KeyTable, schema=schema,
+                        help="every option key with its default and help, then the authors' keys and where each "
+                             "lives here (Markdown tables), and stop")

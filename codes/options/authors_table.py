@@ -3,7 +3,7 @@
 The authors' KULNet code (built on MANet) reads three option files: ``test.yml`` (the synthetic
 protocol), ``test_real.yml`` (real photos) and ``train.yml``. :data:`TABLE` has an entry per key of
 those files (per file where the meaning differs): the key here that takes its meaning and a rule that
-carries the value over with its meaning kept (units, defaults, the authors' quirks), or the reason it
+takes the value over with its meaning kept (units, defaults, the authors' quirks), or the reason it
 is dropped. The translation of a whole file (:mod:`options.authors_layout`), the hint for an unknown
 key in a file of either layout (:func:`moved_key_hint`) and the key table of ``--help-options``
 (:func:`key_table`) all read this table.
@@ -101,7 +101,7 @@ def integers(value):
 
 
 def _folded(note):
-    """A key that another key's rule reads (the value is carried over there)."""
+    """A key that another key's rule reads (the value is taken over there)."""
     return lambda value, ctx: Set({}, note)
 
 
@@ -508,3 +508,17 @@ def key_table():
         names = ", ".join(f"`{k}`" for k in keys)
         lines.append(f"| {names} | {', '.join(FILES[f] for f in files)} | {here} | {how} |")
     return "\n".join(lines)
+
+
+def moved_keys_table():
+    """The authors' keys that live under another name here, one row each (Markdown, for the README):
+    their key, its place here, the files of theirs that hold it."""
+    places = {}
+    for e in TABLE:
+        if e.here and e.here != e.key:
+            files = places.setdefault((e.key, e.here), [])
+            files += [FILES[f] for f in e.files if FILES[f] not in files]
+    lines = ["| their key | here | in their |", "| --- | --- | --- |"]
+    lines += [f"| `{key}` | `{here}` | {', '.join(files)} |" for (key, here), files in places.items()]
+    return "\n".join(lines)
+

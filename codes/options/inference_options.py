@@ -71,54 +71,48 @@ def complete_checkpoint(opt):
 PRECISION = Key("str", "fp32", choices=PRECISIONS,
                 help="inference autocast; fp32 = the paper's numerics, bf16 about 3x faster on AMX CPUs")
 
-# Scalar keys and sections of options/test/test.yml; 'datasets' and 'kernels' are checked below.
-TEST_SCHEMA = {
-    "name": Key("str", "KULNet_x4_test", help="results go to <out> (default results/<name>)"),
-    "scale": Key("int", 4, minimum=1),
-    "kernel_size": Key("int", 21, minimum=1),
-    "seed": Key("int", 0, help="noise seed, reset for every dataset x noise x kernel"),
+# The keys test.py and test_real.py share (the network, the checkpoint and how it runs)
+SHARED_SCHEMA = {
+    "scale": Key("int", 4, minimum=1, help="SR scale"),
+    "kernel_size": Key("int", 21, minimum=1, help="blur kernel size l"),
     "device": Key("str", "auto", help=_DEVICES),
     "checkpoint": Key("path", None, nullable=True, help=SHIPPED_HELP),
     "network_G": NETWORK_G,
+    "x8": Key("bool", False, help="x8 self-ensemble (flips and transposes)"),
+    "literal": Key("bool", False, help="the network's literal path, in the authors' order of operations "
+                   "(their outputs to the bit on the CPU; slower); false: the fast path, equal to float rounding"),
+    "precision": PRECISION,
+    "tile": Key("int", None, nullable=True, minimum=0, help="LR tile size for the SR part; ~/0 = automatic"),
+    "tile_overlap": Key("int", 32, minimum=0, help="LR pixels of context around each tile"),
+    "out": Key("path", None, nullable=True, help="the output folder; default results/<name>"),
+}
+
+# Scalar keys and sections of options/test/test.yml; 'datasets' and 'kernels' are checked below.
+TEST_SCHEMA = {
+    "name": Key("str", "KULNet_x4_test", help="results go to <out> (default results/<name>)"),
+    **SHARED_SCHEMA,
+    "seed": Key("int", 0, help="noise seed, reset for every dataset x noise x kernel"),
     "kernel_file": Key("path", None, nullable=True, help=".npy (N, l, l) kernels instead of 'kernels'"),
     "sv_mode": Key("int", 0, choices=(0, 1, 2, 3, 4, 5, 6),
                    help="0: one kernel per image; 1-6: the authors' spatially variant patterns (MANet's), a "
                         "kernel per 40x40 HR block, instead of 'kernels'"),
     "noise": Key("float_list", [0.0], help="noise levels, 0..255 units"),
-    "crop_border": Key("int", None, nullable=True, minimum=0, help="default: the scale"),
+    "crop_border": Key("int", None, nullable=True, minimum=0, help="metric border; default: the scale"),
     "baselines": {
-        "bicubic": Key("bool", True),
+        "bicubic": Key("bool", True, help="bicubic upsampling of the same LR"),
         "non_blind": Key("bool", True, help="the SR part given the true kernel"),
     },
-    "save_images": Key("bool", True),
-    "x8": Key("bool", False),
-    "literal": Key("bool", False, help="the network's literal path, in the authors' order of operations "
-                   "(their outputs to the bit on the CPU; slower); false: the fast path, equal to float rounding"),
-    "precision": PRECISION,
-    "tile": Key("int", None, nullable=True, minimum=0, help="LR tile size; ~/0 = automatic"),
-    "tile_overlap": Key("int", 32, minimum=0),
-    "out": Key("path", None, nullable=True, help="default results/<name>"),
+    "save_images": Key("bool", True, help="SR images and kernel figures under <out>/images"),
 }
 
 # One entry of the 'datasets' list: a folder of HR images or photographs from scikit-image.
 DATASET_KEYS = ("name", "dataroot_HR", "skimage", "center_crop", "max_images")
 
 REAL_SCHEMA = {
-    "name": Key("str", "KULNet_x4_real"),
-    "scale": Key("int", 4, minimum=1),
-    "kernel_size": Key("int", 21, minimum=1),
-    "device": Key("str", "auto", help=_DEVICES),
-    "checkpoint": Key("path", None, nullable=True, help=SHIPPED_HELP),
-    "network_G": NETWORK_G,
+    "name": Key("str", "KULNet_x4_real", help="results go to <out> (default results/<name>)"),
+    **SHARED_SCHEMA,
     "input": Key("path", "datasets/historical", help="a folder of LR images or one image"),
-    "out": Key("path", None, nullable=True, help="default results/<name>"),
-    "border": Key("bool", True, help="the border of KULNET.md §8"),
-    "x8": Key("bool", False),
-    "literal": Key("bool", False, help="the network's literal path, in the authors' order of operations "
-                   "(their outputs to the bit on the CPU; slower); false: the fast path, equal to float rounding"),
-    "precision": PRECISION,
-    "tile": Key("int", None, nullable=True, minimum=0),
-    "tile_overlap": Key("int", 32, minimum=0),
+    "border": Key("bool", True, help="the authors' blurred border, cropped from the SR afterwards"),
 }
 
 
@@ -188,7 +182,7 @@ def _validate_datasets(raw, src):
 
 
 def _validate_kernels(raw, src):
-    """'paper' (the nine kernels of KULNET.md §7) or a list of [sig1, sig2, theta_degrees]."""
+    """'paper' (the nine kernels of the paper tables) or a list of [sig1, sig2, theta_degrees]."""
     if raw is None or raw == "paper":
         return "paper"
     if not isinstance(raw, list) or not raw:

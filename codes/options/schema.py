@@ -71,7 +71,7 @@ VAL_DATASET = {
 }
 
 DEGRADATION = {
-    "random_kernel": _k("bool", True, help="draw a random anisotropic kernel per image (§5.1)"),
+    "random_kernel": _k("bool", True, help="draw a random anisotropic kernel per image"),
     "sig_min": _k("float", 0.2, minimum=0, help="smallest kernel eigenvalue"),
     "sig_max": _k("float", 4.0, minimum=0, help="largest kernel eigenvalue"),
     "rate_iso": _k("float", 0.0, minimum=0, help="fraction of isotropic kernels"),
@@ -174,3 +174,22 @@ TRAIN_SCHEMA = {
 }
 # Sections that may be omitted entirely (then all their defaults apply).
 OPTIONAL_SECTIONS = ("datasets.val", "degradation", "network_G", "logger", "path", "train")
+
+
+def options_reference(schema, prefix=""):
+    """Every key of ``schema`` with its type, default and help, as a Markdown table (``--help-options``).
+
+    Returns:
+        str: one row per key, sections flattened as ``section.key``.
+    """
+    def rows(node, path):
+        for key, spec in node.items():
+            where = f"{path}.{key}" if path else key
+            if isinstance(spec, dict):
+                yield from rows(spec, where)
+            elif isinstance(spec, Key):
+                default = "(required)" if spec.default is REQUIRED else repr(spec.default)
+                choices = f" ({' / '.join(map(str, spec.choices))})" if spec.choices else ""
+                yield f"| `{where}` | {spec.type}{choices} | {default} | {spec.help} |"
+    return "\n".join(["| key | type | default | help |", "| --- | --- | --- | --- |", *rows(schema, prefix)])
+

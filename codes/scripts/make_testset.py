@@ -18,7 +18,7 @@ Output (see the README.txt written beside it)::
     OUT/sv_mode<N>/LR/<name>.png      --sv_mode N (1-6): the authors' spatially variant pattern (MANet's),
     OUT/sv_mode<N>/blocks/<name>.npy  a kernel per 40x40 HR block, whose (sig1, sig2, theta) these hold
 
-The degradation is KULNET.md §5 (``data.degradation.Degradation``). Deterministic: for each kernel a
+The degradation is the paper's (``data.degradation.Degradation``). Deterministic: for each kernel a
 ``torch.Generator`` seeded with ``--seed`` draws the noise for the images in sorted name order, so the
 same command gives the same files. Read back with
 ``data.PairedDataset('OUT/HR', 'OUT/kernel_01/LR', scale, kernel_folder='OUT/kernel_01')``.
@@ -220,7 +220,7 @@ def make_testset(args):
         "images": [name for name, _ in images],
         "kernels": meta_kernels,
         "spatially_variant": write_sv_folder(args, images) if args.sv_mode else None,
-        "degradation": "KULNET.md §5: replicate pad, correlation, subsample at (0,0), noise, clamp, 8-bit",
+        "degradation": "the paper's: replicate pad, correlation, subsample at (0,0), noise, clamp, 8-bit",
     }
     with open(os.path.join(args.out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2)

@@ -364,7 +364,7 @@ def test_figure_scripts(tmp_path):
 
 
 def test_bicubic_on_set5_x4_matches_the_authors_pipeline(shared_datasets):
-    """Anchor from the authors' code (issue 7, measured 2026-11-25): bicubic upsampling of the LR made
+    """Anchor from the authors' code (measured with their pipeline): bicubic upsampling of the LR made
     by their pipeline scores 21.29 dB (PSNR_Y, Set5, x4, nine kernels, noise 0). Checks the kernels,
     degradation, mod-crop, Y conversion and border crop of the protocol end to end."""
     from evaluation.protocol import build_hr_sets

@@ -61,3 +61,10 @@ def test_readme_tables_are_rendered(marker):
     """The models' and the speed table come from their records, between their markers."""
     section = _text().split(f"<!-- {marker}:start -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
     assert section.strip().startswith("|") and section.count("\n|") >= 3
+
+
+def test_readme_tables_equal_their_records():
+    """The models', speed and authors' key tables are what their records give today."""
+    from scripts.render_readme import rendered
+
+    assert rendered(_text()) == _text(), "run python codes/scripts/render_readme.py"

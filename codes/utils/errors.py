@@ -1,6 +1,6 @@
 """User-facing errors.
 
-A :class:`KULNetError` carries one line that names the file, key or value at fault and what to do.
+A :class:`KULNetError` holds one line that names the file, key or value at fault and what to do.
 Entry scripts catch it, print ``error: <message>`` and exit with status 2 instead of a traceback.
 """
 
