@@ -151,7 +151,9 @@ class Evaluator:
         """
         rows = []
         # the constant-guess baseline of the kernel metrics: always the mean of the protocol's kernels
-        self.constant_kernel = torch.stack([tk.kernel for tk in kernels]).mean(dim=0)
+        # (none for a spatially variant pattern, whose kernels are per block)
+        fixed = [tk.kernel for tk in kernels if tk.kernel is not None]
+        self.constant_kernel = torch.stack(fixed).mean(dim=0) if fixed and len(fixed) == len(kernels) else None
         for hs in hr_sets:
             images = []  # each image decoded once per dataset, kept as its 8-bit levels
             for name, loader in hs.items:

@@ -108,7 +108,7 @@ def kernel_table(entry):
     avg = entry["average"]
     label = f"{entry['n_kernels']}-kernel average"
     lines.append(f"{label:>29}" + "".join(f" {format_number(avg[c[1]], c[2]):>9}" for c in cols))
-    if "kernel_response" in avg:
+    if "const_kernel_psnr" in avg:
         lines.append(f"kPSNR 1: a constant guess (the mean of the kernels). Kernel response over the kernels: "
                      f"{format_number(avg['kernel_response'], 3)} (a constant guess: 0, the true kernels: 1)")
     return "\n".join(lines)
@@ -145,8 +145,9 @@ def kernel_estimation_table(summary):
     for e in summary:
         avg = e["average"]
         if "kernel_response" in avg:
-            lines.append(f"| {e['dataset']} | {e['noise']:g} | {format_number(avg['kernel_psnr'])} | "
-                         f"{format_number(avg['const_kernel_psnr'])} | {format_number(avg['kernel_response'], 3)} |")
+            cells = (format_number(avg["kernel_psnr"]), format_number(avg.get("const_kernel_psnr")),
+                     format_number(avg["kernel_response"], 3))
+            lines.append(f"| {e['dataset']} | {e['noise']:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -127,7 +127,9 @@ def test_print_options_writes_the_same_run_in_our_layout(checkout):
         del opt["opt_path"], opt["layout_notes"]
     assert first == second
     res = _run(checkout, "root", "test.py", "--help-options")
-    assert res.stdout.startswith("| their key | in their | here | how |") and "`sig_min`" in res.stdout
+    ours, theirs = res.stdout.split("# The authors' keys and their places here")
+    assert ours.startswith("# The keys of test.py's option files") and "| `sv_mode` | int (0 / 1 / 2" in ours
+    assert "| their key | in their | here | how |" in theirs and "`sig_min`" in theirs
 
 
 def test_export_for_their_load_state_dict(shared_reference, tmp_path, repo_root):
