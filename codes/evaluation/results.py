@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from evaluation.kernel_response import MOMENTS, mean_response
+from evaluation.kernel_response import MOMENTS, mean_gain, mean_response
 from utils.git_info import git_commit
 
 KEY_COLUMNS = ["dataset", "image", "noise", "kernel", "sig1", "sig2", "theta_deg", "height", "width"]
@@ -74,7 +74,7 @@ def summarize(rows):
         list[dict]: one entry per (dataset, noise): ``dataset``, ``noise``, ``per_kernel`` (list of
         dicts: ``kernel``, ``sig1``, ``sig2``, ``theta_deg``, ``n_images`` and each metric's mean
         over the images, the kernels' moments among them) and ``average`` (each metric: the mean
-        over kernels of the per-kernel mean; ``kernel_response``: the mean over images of the response).
+        over kernels of the per-kernel mean; ``kernel_response``, ``kernel_gain``: the mean over images).
     """
     metrics = [c for c in COLUMNS if c not in KEY_COLUMNS and rows and c in rows[0]]
     summary = []
@@ -88,6 +88,7 @@ def summarize(rows):
         average = {m: _mean([e[m] for e in per_kernel]) for m in metrics}
         if "kernel_var_y" in metrics:  # across the kernels: not a per-kernel mean
             average["kernel_response"] = mean_response(cell)
+            average["kernel_gain"] = mean_gain(cell)
         summary.append({"dataset": dataset, "noise": noise, "n_kernels": len(per_kernel),
                         "per_kernel": per_kernel, "average": average})
     return summary
@@ -109,8 +110,9 @@ def kernel_table(entry):
     label = f"{entry['n_kernels']}-kernel average"
     lines.append(f"{label:>29}" + "".join(f" {format_number(avg[c[1]], c[2]):>9}" for c in cols))
     if "const_kernel_psnr" in avg:
-        lines.append(f"kPSNR 1: a constant guess (the mean of the kernels). Kernel response over the kernels: "
-                     f"{format_number(avg['kernel_response'], 3)} (a constant guess: 0, the true kernels: 1)")
+        lines.append(f"kPSNR 1: a constant guess (the mean of the kernels). Over the kernels, kernel response "
+                     f"{format_number(avg['kernel_response'], 3)} and gain {format_number(avg['kernel_gain'], 3)} "
+                     f"(a constant guess: 0 and 0, the true kernels: 1 and 1)")
     return "\n".join(lines)
 
 
@@ -140,13 +142,14 @@ def paper_table(summary, scale):
 
 def kernel_estimation_table(summary):
     """Markdown table of the kernel estimate per dataset and noise: kernel PSNR beside a constant
-    guess's, and the kernel response (0 for a constant guess, 1 for the true kernels)."""
-    lines = ["| Dataset | noise | kernel PSNR | constant guess | kernel response |", "| --- | --- | --- | --- | --- |"]
+    guess's, the kernel response and gain (0 for a constant guess, 1 for the true kernels)."""
+    lines = ["| Dataset | noise | kernel PSNR | constant guess | kernel response | kernel gain |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for e in summary:
         avg = e["average"]
         if "kernel_response" in avg:
             cells = (format_number(avg["kernel_psnr"]), format_number(avg.get("const_kernel_psnr")),
-                     format_number(avg["kernel_response"], 3))
+                     format_number(avg["kernel_response"], 3), format_number(avg.get("kernel_gain"), 3))
             lines.append(f"| {e['dataset']} | {e['noise']:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -2,7 +2,7 @@
 written by ``codes/scripts/ship_model.py``).
 
 Public API:
-    MANIFEST, LOW_RESPONSE, load_manifest, shipped_entry, low_response_note, render_results_table,
+    MANIFEST, LOW_RESPONSE, LOW_GAIN, load_manifest, shipped_entry, low_response_note, render_results_table,
     render_readme_table, render_manifest_md
 """
 import json
@@ -13,7 +13,8 @@ from options.options import REPO_ROOT
 from utils.errors import KULNetError
 
 MANIFEST = os.path.join(REPO_ROOT, "pretrained", "manifest.json")
-LOW_RESPONSE = 0.5  # a kernel response under this: the estimator barely follows the blur
+LOW_RESPONSE = 0.5  # a kernel response under this: the estimate does not move with the blur
+LOW_GAIN = 0.5  # a kernel gain under this: it moves less than half as far as the blur does
 
 
 def load_manifest(path=MANIFEST):
@@ -40,19 +41,21 @@ def shipped_entry(checkpoint, manifest=MANIFEST):
 
 
 def low_response_note(checkpoint, manifest=MANIFEST):
-    """One line when ``checkpoint`` is a shipped file whose kernel response (Set5, noise 0) is known and
-    under :data:`LOW_RESPONSE`, else None."""
+    """One line when ``checkpoint`` is a shipped file whose kernel response or gain (Set5, noise 0) is known
+    and under :data:`LOW_RESPONSE` or :data:`LOW_GAIN`, else None."""
     found = shipped_entry(checkpoint, manifest)
     if found is None:
         return None
     name, entry = found
     row = next((r for r in entry.get("results", []) if r["dataset"] == "Set5" and r["noise"] == 0), None)
-    response = (row or {}).get("kulnet", {}).get("kernel_response")
-    if response is None or response >= LOW_RESPONSE:
+    figures = (row or {}).get("kulnet", {})
+    response, gain = figures.get("kernel_response"), figures.get("kernel_gain")
+    if response is None or (response >= LOW_RESPONSE and (gain is None or gain >= LOW_GAIN)):
         return None
-    return (f"note: the kernel estimator of {name} does not follow the blur (kernel response {response:.2f} on "
-            f"Set5, 1 = follows it; pretrained/MANIFEST.md): its kernel and uncertainty images say little "
-            f"about this photo")
+    gain_text = "" if gain is None else f", gain {gain:.2f}"
+    return (f"note: the kernel estimator of {name} does not follow the blur (kernel response {response:.2f}"
+            f"{gain_text} on Set5, 1 = follows it; pretrained/MANIFEST.md): its kernel and uncertainty images "
+            f"say little about this photo")
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -86,9 +89,16 @@ def render_results_table(manifest):
             k = r["kulnet"]
             rows.append([f"`{name}`", r["dataset"], f"{r['noise']:g}", *(_cell(r.get(m)) for m, _ in METHODS),
                          format_number(k.get("kernel_psnr")), format_number(k.get("const_kernel_psnr")),
-                         format_number(k.get("kernel_response"), 2)])
+                         format_number(k.get("kernel_response"), 2), format_number(k.get("kernel_gain"), 2)])
     return _table(["model", "dataset", "noise", *(label + " PSNR_Y / SSIM_Y" for _, label in METHODS),
-                   "kernel PSNR", "constant guess", "kernel response"], rows)
+                   "kernel PSNR", "constant guess", "kernel response", "kernel gain"], rows)
+
+
+def _response_cell(figures):
+    """``response / gain`` of one results row, ``-`` where unknown."""
+    if figures.get("kernel_response") is None:
+        return "-"
+    return f"{format_number(figures['kernel_response'], 2)} / {format_number(figures.get('kernel_gain'), 2)}"
 
 
 def render_readme_table(manifest):
@@ -99,10 +109,10 @@ def render_readme_table(manifest):
         hardware = sorted({r["hardware"] for r in entry["runs"]})
         rows.append([f"`{name}`", f"x{entry['scale']}",
                      *(_cell(res.get((ds, 0.0), {}).get("kulnet")) for ds in ("Set5", "Set14")),
-                     format_number(res.get(("Set5", 0.0), {}).get("kulnet", {}).get("kernel_response"), 2),
+                     _response_cell(res.get(("Set5", 0.0), {}).get("kulnet", {})),
                      f"{entry['iterations']:,} iterations on {entry['data']}, {_minutes(entry['train_seconds'])} "
                      f"on {' and '.join(hardware)}"])
-    return _table(["file", "scale", "Set5 PSNR_Y / SSIM_Y", "Set14 PSNR_Y / SSIM_Y", "kernel response",
+    return _table(["file", "scale", "Set5 PSNR_Y / SSIM_Y", "Set14 PSNR_Y / SSIM_Y", "kernel response / gain",
                    "trained"], rows)
 
 
@@ -120,9 +130,12 @@ def render_manifest_md(manifest):
              "## Files", "", _table(["file", "scale", "iterations", "training time", "float16 check (Set5)",
                                      "sha256"], files), "",
              "## Results", "", render_results_table(manifest), "",
-             "Kernel PSNR beside a constant guess (always the mean of the nine kernels), and the kernel "
-             f"response (0: the estimate does not follow the blur, 1: it does); under {LOW_RESPONSE}, the "
-             "estimator of that file does not follow the blur and `codes/test_real.py` says so.", ""]
+             "Kernel PSNR beside a constant guess (always the mean of the nine kernels); the kernel response "
+             "(whether the estimate's second moments move the way the true kernels' do: a correlation, 0 for a "
+             "constant estimate, 1 for the true kernels) and the kernel gain (how far they move: 0 for a "
+             f"constant, 1 for the true kernels). With a response under {LOW_RESPONSE} or a gain under {LOW_GAIN}, "
+             "the estimator of that file "
+             "does not follow the blur and `codes/test_real.py` says so.", ""]
     history = [[f"`{name}`", h["date"], h["what"], r["dataset"], f"{r['noise']:g}",
                 f"{_cell(r['before'])} → {_cell(r['after'])}",
                 f"{format_number(r['before'].get('kernel_psnr'))} → {format_number(r['after'].get('kernel_psnr'))}"]

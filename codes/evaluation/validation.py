@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from data.degradation import Degradation, blur_subsample, quantize
 from data.kernels import paper_kernels
 from evaluation.figures import kernel_image
-from evaluation.kernel_response import kernel_moments, kernel_response
+from evaluation.kernel_response import kernel_gain, kernel_moments, kernel_response
 from evaluation.metrics import calculate_psnr_batch, calculate_ssim_batch, kernel_psnr
 from utils.device import cudnn_autotuning
 from utils.image_io import tensor2img, write_image
@@ -36,7 +36,8 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
         tb_logger (SummaryWriter | None): metrics and the first image pair go there.
 
     Returns:
-        dict[str, float]: psnr_y, ssim_y, kernel_psnr, lr_psnr_y, kernel_response (means over the images).
+        dict[str, float]: psnr_y, ssim_y, kernel_psnr, lr_psnr_y, kernel_response, kernel_gain (means
+        over the images).
     """
     scale, device = model.scale, model.device
     deg = Degradation(scale, model.opt["kernel_size"], random_kernel=False, sig1=val_opt["sig1"],
@@ -47,7 +48,7 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
     limit = val_opt.get("max_images") or len(dataset)
     sums = {"psnr_y": 0.0, "ssim_y": 0.0, "kernel_psnr": 0.0, "lr_psnr_y": 0.0}
     count = 0
-    responses = []
+    responses, gains = [], []
     paper = paper_kernels(scale, model.opt["kernel_size"], device=device)
     every_kernel = Degradation(scale, model.opt["kernel_size"], random_noise=False, noise=val_opt["noise"])
     response_noise = torch.Generator(device).manual_seed(VAL_SEED + 1)  # the main LRs stay as they were
@@ -66,7 +67,9 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
             lr_re = quantize(blur_subsample(hr, out.kernel, scale))
             sums["lr_psnr_y"] += calculate_psnr_batch(lr_re, d.lr_clean, 0).item()
             batch = every_kernel(hr.expand(len(paper), -1, -1, -1), generator=response_noise, kernel=paper)
-            responses.append(kernel_response(kernel_moments(model.test_kernel(batch.lr)), kernel_moments(paper)))
+            estimated, true = kernel_moments(model.test_kernel(batch.lr)), kernel_moments(paper)
+            responses.append(kernel_response(estimated, true))
+            gains.append(kernel_gain(estimated, true))
             if count < n_save:
                 k_img = kernel_image(out.kernel[0])
                 if save_dir:
@@ -82,6 +85,7 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
             count += 1
     metrics = {k: v / max(count, 1) for k, v in sums.items()}
     metrics["kernel_response"] = sum(responses) / max(len(responses), 1)
+    metrics["kernel_gain"] = sum(gains) / max(len(gains), 1)
     if tb_logger is not None:
         for key, value in metrics.items():
             tb_logger.add_scalar(f"val/{key}", value, iteration)

@@ -1,5 +1,5 @@
 """The kernel estimate of a checkpoint under the paper protocol, without restoring: kernel PSNR, a
-constant guess's kernel PSNR and the kernel response, per dataset and noise level.
+constant guess's kernel PSNR, the kernel response and gain, per dataset and noise level.
 
     python codes/scripts/kernel_response.py --checkpoint pretrained/KULNet_x4.pth --scale 4 \\
         --datasets Set5=datasets/Set5/HR [Set14=datasets/Set14/HR] [--noise 0 10] [--json OUT.json]
@@ -27,7 +27,7 @@ from options.inference_options import validate_test_options  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 
-KERNEL_METRICS = ("kernel_psnr", "const_kernel_psnr", "kernel_response")
+KERNEL_METRICS = ("kernel_psnr", "const_kernel_psnr", "kernel_response", "kernel_gain")
 
 
 def parse_args(argv=None):

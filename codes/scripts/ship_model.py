@@ -113,7 +113,7 @@ def results_entries(averages):
         for method, prefix in METHODS:
             if f"{prefix}psnr_y" in avg:
                 row[method] = {"psnr_y": avg[f"{prefix}psnr_y"], "ssim_y": avg[f"{prefix}ssim_y"]}
-        for key in ("kernel_psnr", "const_kernel_psnr", "kernel_response"):
+        for key in ("kernel_psnr", "const_kernel_psnr", "kernel_response", "kernel_gain"):
             row["kulnet"][key] = avg.get(key)
         rows.append(row)
     return rows

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from data.kernels import anisotropic_gaussian_kernels, paper_kernels
-from evaluation.kernel_response import MOMENTS, kernel_moments, kernel_response, mean_response
+from evaluation.kernel_response import MOMENTS, kernel_gain, kernel_moments, kernel_response, mean_gain, mean_response
 
 
 def test_moments_of_a_gaussian_are_its_variances_and_centre():
@@ -33,6 +33,24 @@ def test_true_kernels_score_one_constant_zero_shifted_one(scale):
     assert abs(kernel_response(constant + noise, true)) < 0.5  # almost constant: no systematic response
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_gain_is_one_for_the_true_kernels_zero_for_a_constant_and_sees_how_far_the_estimate_moves(scale):
+    """The gain measures what the response (a correlation) cannot: an estimate that moves the right way
+    but a tenth as far has a response of 1 and a gain of 0.1."""
+    true = kernel_moments(paper_kernels(scale))
+    assert kernel_gain(true, true) == pytest.approx(1.0)
+    constant = np.repeat(kernel_moments(paper_kernels(scale).mean(0, keepdim=True)), 9, axis=0)
+    assert kernel_gain(constant, true) == pytest.approx(0.0, abs=1e-12)
+    shifted = kernel_moments(torch.roll(paper_kernels(scale), shifts=(1, 2), dims=(-2, -1)))
+    assert kernel_gain(shifted, true) == pytest.approx(1.0, abs=1e-4)  # the roll wraps a trace of mass
+    timid = constant + 0.1 * (true - true.mean(axis=0))  # moves a tenth of the way, in the right direction
+    assert kernel_response(timid, true) == pytest.approx(1.0)
+    assert kernel_gain(timid, true) == pytest.approx(0.1)
+    opposite = constant - 0.5 * (true - true.mean(axis=0))
+    assert kernel_gain(opposite, true) == pytest.approx(-0.5)
+    assert np.isnan(kernel_gain(true, np.repeat(true[:1], 9, axis=0)))  # true kernels all alike
+
+
 def test_an_estimate_that_shrinks_as_the_blur_grows_scores_below_zero():
     true = kernel_moments(paper_kernels(4))
     opposite = true.copy()
@@ -48,6 +66,7 @@ def test_mean_response_averages_the_images():
             rows.append({"image": image, **{f"kernel_{m}": v for m, v in zip(MOMENTS, e)},
                          **{f"true_{m}": v for m, v in zip(MOMENTS, t)}})
     assert mean_response(rows) == pytest.approx(0.5)  # (1 + 0) / 2
+    assert mean_gain(rows) == pytest.approx(0.5)
     assert np.isnan(mean_response(rows[:1]))  # one kernel: nothing to correlate
 
 
@@ -80,7 +99,7 @@ def test_protocol_results_report_the_constant_guess_and_the_response(tmp_path):
     rows = ev.run([HRSet("tiny", images)], kernels, [0.0])
     (entry,) = summarize(rows)
     avg = entry["average"]
-    assert avg["kernel_response"] == pytest.approx(1.0)
+    assert avg["kernel_response"] == pytest.approx(1.0) and avg["kernel_gain"] == pytest.approx(1.0)
     mean_kernel = torch.stack([k.kernel for k in kernels]).mean(0)
     want = np.mean([kernel_psnr(mean_kernel, k.kernel) for k in kernels])
     assert avg["const_kernel_psnr"] == pytest.approx(want)
@@ -112,8 +131,9 @@ def test_validation_logs_the_response_over_the_paper_kernels():
     data = [{"hr": torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(i)), "path": f"{i}.png"}
             for i in range(2)]
     val_opt = {"sig1": 3.5, "sig2": 1.5, "theta": 0.5233, "noise": 10.0, "max_images": None}
-    assert validate(StandIn(True), data, val_opt, 1)["kernel_response"] == pytest.approx(1.0)
-    assert validate(StandIn(False), data, val_opt, 1)["kernel_response"] == 0.0
+    follows, collapsed = validate(StandIn(True), data, val_opt, 1), validate(StandIn(False), data, val_opt, 1)
+    assert follows["kernel_response"] == pytest.approx(1.0) and follows["kernel_gain"] == pytest.approx(1.0)
+    assert collapsed["kernel_response"] == 0.0 and collapsed["kernel_gain"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_kernel_response_script_gives_test_py_kernel_figures(tmp_path):
@@ -140,7 +160,7 @@ def test_kernel_response_script_gives_test_py_kernel_figures(tmp_path):
     res = run_script("test.py", "-opt", opt)
     assert res.returncode == 0, res.stderr[-2000:]
     full = json.loads((tmp_path / "full" / "results.json").read_text())["summary"][0]["average"]
-    for key in ("kernel_psnr", "const_kernel_psnr", "kernel_response"):
+    for key in ("kernel_psnr", "const_kernel_psnr", "kernel_response", "kernel_gain"):
         assert quick[key] == pytest.approx(full[key], abs=1e-6), key
     assert "| tiny | 0 |" in res.stdout  # test.py prints the kernel estimation table
 
@@ -156,14 +176,17 @@ def test_low_response_note_for_shipped_files_only(tmp_path):
     ckpt = tmp_path / "KULNet_x4.pth"
     write_tiny_checkpoint(ckpt)
     manifest = tmp_path / "manifest.json"
-    for response, noted in ((0.12, True), (0.9, False), (None, False)):
-        entry = {"sha256": sha256_file(str(ckpt)),
-                 "results": [{"dataset": "Set5", "noise": 0.0, "kulnet": {"kernel_response": response}}]}
+    # (response, gain, noted): a high response with a small gain (an estimate that barely moves) is noted
+    for response, gain, noted in ((0.12, None, True), (0.9, None, False), (None, None, False), (0.9, 0.03, True),
+                                  (0.9, 0.8, False)):
+        entry = {"sha256": sha256_file(str(ckpt)), "results": [
+            {"dataset": "Set5", "noise": 0.0, "kulnet": {"kernel_response": response, "kernel_gain": gain}}]}
         manifest.write_text(json.dumps({"files": {"KULNet_x4.pth": entry}}))
         note = low_response_note(str(ckpt), str(manifest))
         assert (note is not None) == noted
         if noted:
-            assert "KULNet_x4.pth does not follow the blur (kernel response 0.12" in note and "\n" not in note
+            assert f"KULNet_x4.pth does not follow the blur (kernel response {response:.2f}" in note
+            assert "\n" not in note and (gain is None or f"gain {gain:.2f}" in note)
     other = tmp_path / "other.pth"
     write_tiny_checkpoint(other, seed=1)
     assert low_response_note(str(other), str(manifest)) is None  # not a shipped file
