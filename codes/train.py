@@ -187,6 +187,9 @@ def _run(args, opt, stop, snapshot, t_launch):
     if model.mode == "estimator":
         logger.info("train.mode estimator: the kernel estimator alone (kernel loss and KL term); the SR part "
                     "is neither run nor trained")
+    if model.latent_mean_iter:
+        logger.info("train.latent_mean_iter %d: the estimator's latent mean until iteration %d, a sample after",
+                    model.latent_mean_iter, model.latent_mean_iter)
     stop.world_size, stop.device = world, device
     if snapshot is not None:
         snapshot.world_size, snapshot.device = world, device

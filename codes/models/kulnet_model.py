@@ -132,6 +132,7 @@ class KULNetModel:
         # the fast forms (validation uses them too), before the optimiser: its states follow the weights
         accelerate(self.net, self.device, blur_impl=train_opt["blur_impl"])
         self.mode = train_opt["mode"]
+        self.latent_mean_iter = train_opt["latent_mean_iter"]
         trained = self.net
         if self.mode == "estimator":  # the SR part is neither run nor trained
             self.net.SR_net.requires_grad_(False)
@@ -239,6 +240,7 @@ class KULNetModel:
         exactly as if the step had stopped at the loss.
         """
         self.scheduler.step(step)
+        self.net.kernel_extra.sample_in_training = step > self.latent_mean_iter
         self.optimizer.zero_grad(set_to_none=True)
         if self.compile_pending:
             loss, parts = self._first_compiled_step()

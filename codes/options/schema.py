@@ -110,6 +110,10 @@ TRAIN = {
                help="joint: the whole network with every loss (the paper); estimator: the kernel estimator "
                     "alone with the kernel loss and the KL term, the SR part neither run nor trained"),
     "kl_weight": _k("float", 1e-3, minimum=0, help="weight of the KL term"),
+    "latent_mean_iter": _k("int", 0, minimum=0,
+                           help="the first N iterations train with the estimator's latent mean (z = mean) "
+                                "instead of a sample z = mean + noise (0: sample from the start, the paper); "
+                                "the unit noise of a sample hides the kernel from the estimator early on"),
     "lr_consistency_weight": _k("float", 0.0, minimum=0,
                                 help="LR-consistency L1 weight (0: off, the released setting)"),
     "kl_weight_lr_consistency": _k("float", 1e-4, minimum=0,

@@ -629,3 +629,31 @@ def test_pretrain_model_K_loads_the_estimator_alone(tmp_path):
     with pytest.raises(KULNetError, match="not the weights of this kernel estimator") as err:
         create_model(_tiny_opt(tmp_path, f"path: {{pretrain_model_K: {tmp_path / 'other.pth'}}}\n"), device="cpu")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["estimator", "joint"])
+def test_latent_mean_iter_trains_with_the_latent_mean_first(tmp_path, mode):
+    """train.latent_mean_iter N: iterations 1..N use z = mean, later ones a sample (the paper's
+    z = mean + noise from iteration 1 when N is 0); evaluation uses the mean either way."""
+    from models import create_model
+
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    for n, want in ((2, [True, True, False]), (0, [False, False, False])):
+        torch.manual_seed(0)
+        model = create_model(_tiny_opt(tmp_path, f"train: {{mode: {mode}, latent_mean_iter: {n}}}\n"), device="cpu")
+        estimator, used_mean = model.net.kernel_extra, []
+        latent = estimator.latent
+
+        def spy(mean, log_var):
+            z = latent(mean, log_var)
+            used_mean.append(torch.equal(z, mean))
+            return z
+
+        estimator.latent = spy
+        for step in (1, 2, 3):
+            model.feed_data({"hr": hr})
+            assert model.optimize_parameters(step) is True
+        assert used_mean == want, (n, used_mean)
+        with torch.no_grad():
+            model.test(torch.rand(1, 3, 8, 8))
+        assert used_mean[-1] is True  # evaluation: the mean

@@ -95,12 +95,15 @@ class KernelEstimator(nn.Module):
         kernel_size (int): l, kernel side (21).
         sample_at_eval (bool): sample the latent in eval mode too (the authors' test code does);
             default False gives the deterministic ``z = mean``.
+
+    ``sample_in_training`` (default True, the paper) can be set False to train with ``z = mean``.
     """
 
     def __init__(self, in_nc=3, nf=64, kernel_size=21, sample_at_eval=False):
         super().__init__()
         self.kernel_size = kernel_size
         self.sample_at_eval = sample_at_eval
+        self.sample_in_training = True
         self.Encoding_Block1 = EncodingBlock(in_nc, nf)
         self.Encoding_Block2 = EncodingBlock(nf, nf)
         self.Conv_mid = ConvMid(nf)
@@ -116,8 +119,9 @@ class KernelEstimator(nn.Module):
         return self.Decoding_Block2(feat, skip1)
 
     def latent(self, mean, log_var):
-        """``z = mean + ε·exp(log_var)`` in training (and with ``sample_at_eval``), else ``mean``."""
-        if not (self.training or self.sample_at_eval):
+        """``z = mean + ε·exp(log_var)`` in training (unless ``sample_in_training`` is off) and with
+        ``sample_at_eval``, else ``mean``."""
+        if not ((self.training and self.sample_in_training) or self.sample_at_eval):
             return mean
         # quirk (authors): exp(log_var) is used as the standard deviation, not exp(log_var / 2).
         # contiguous noise: the same numbers at the same pixels whatever the layout of ``mean``
