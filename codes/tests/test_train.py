@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from _lmdb_helpers import write_photos
 
 from options.options import REPO_ROOT, parse
 from utils.errors import KULNetError
@@ -18,23 +19,11 @@ from utils.errors import KULNetError
 TINY_NET = "network_G: {est_nf: 8, sr_nf: 8, n_stages: 2}\n"
 
 
-def _make_images(folder, n, size, seed):
-    import cv2
-
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        base = rng.random((size // 8, size // 8, 3))
-        img = cv2.resize(base, (size, size), interpolation=cv2.INTER_CUBIC)
-        img = np.clip(img + 0.05 * rng.standard_normal(img.shape), 0, 1)
-        cv2.imwrite(os.path.join(folder, f"{i:02d}.png"), (img * 255).round().astype(np.uint8))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    _make_images(str(root / "train"), 8, 64, 0)
-    _make_images(str(root / "val"), 2, 32, 1)
+    write_photos(str(root / "train"), 8, 64, 0)
+    write_photos(str(root / "val"), 2, 32, 1)
     return root
 
 
@@ -359,10 +348,10 @@ def test_compiled_training_step_matches_eager(tmp_path):
 def test_error_in_a_data_loader_worker_exits_instead_of_hanging(tmp_path):
     """Workers ignore SIGTERM (so a scheduler's stop reaches the main process first); at exit they
     must still end: a corrupt image found by a worker gave the message and then hung forever."""
-    _make_images(str(tmp_path / "train"), 4, 64, 3)
+    write_photos(str(tmp_path / "train"), 4, 64, 3)
     data = (tmp_path / "train" / "01.png").read_bytes()
     (tmp_path / "train" / "01.png").write_bytes(data[: len(data) // 2])  # truncated: header still fine
-    _make_images(str(tmp_path / "val"), 1, 32, 4)
+    write_photos(str(tmp_path / "val"), 1, 32, 4)
     opt = _options(tmp_path / "o.yml", tmp_path, tmp_path / "exp", niter=20)
     proc = subprocess.run([sys.executable, "codes/train.py", "-opt", opt, "--set", "datasets.train.n_workers=2"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
