@@ -17,7 +17,7 @@ Public API:
 import os
 import re
 
-from options.options import check_device, check_kernel_size, nearest_key, resolve_path, validate
+from options.options import check_device, check_kernel_size, reject_unknown_keys, resolve_path, validate
 from options.schema import NETWORK_G, Key
 from utils.errors import KULNetError
 
@@ -148,10 +148,7 @@ def _validate_datasets(raw, src):
         where = f"datasets[{i}]"
         if not isinstance(entry, dict):
             raise KULNetError(f"{src}: {where} = {entry!r}: give name and dataroot_HR (or skimage)")
-        for key in entry:
-            if key not in DATASET_KEYS:
-                raise KULNetError(f"{src}: unknown key '{where}.{key}'; "
-                                  f"{nearest_key(key, DATASET_KEYS, where, 'test')}")
+        reject_unknown_keys(entry, DATASET_KEYS, where, src, "test")
         has_root, has_sk = entry.get("dataroot_HR") is not None, entry.get("skimage") is not None
         if has_root == has_sk:
             raise KULNetError(f"{src}: {where}: give exactly one of dataroot_HR (a folder of HR "

@@ -68,6 +68,13 @@ def nearest_key(key, valid, prefix, kind=None):
     return "valid keys here: " + ", ".join(sorted(map(str, valid)))
 
 
+def reject_unknown_keys(section, valid, prefix, src, kind=None):
+    """Raise a one-line error naming the first key of ``section`` not in ``valid``, with its hint."""
+    for key in section:
+        if key not in valid:
+            raise KULNetError(f"{src}: unknown key '{_join(prefix, key)}'; {nearest_key(key, valid, prefix, kind)}")
+
+
 def _coerce(value, spec: Key, where, src):
     """Check/convert one value; returns the converted value."""
     if value is None:
@@ -145,10 +152,7 @@ def validate(raw, schema, prefix, src, kind=None):
         raw = {}
     if not isinstance(raw, dict):
         raise KULNetError(f"{src}: '{prefix}' must be a section (key: value lines), got {raw!r}")
-    for key in raw:
-        if key not in schema:
-            raise KULNetError(f"{src}: unknown key '{_join(prefix, key)}'; "
-                              f"{nearest_key(key, schema, prefix, kind)}")
+    reject_unknown_keys(raw, schema, prefix, src, kind)
     out = OptionDict(_path=prefix)
     for key, spec in schema.items():
         where = _join(prefix, key)
