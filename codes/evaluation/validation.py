@@ -3,8 +3,8 @@ level (the authors' setting), the same LR at every validation (fixed seed), scor
 
 Metrics per image, averaged: PSNR_Y / SSIM_Y of the SR result (``scale`` pixels cropped from each
 border), kernel PSNR (raw kernels), LR PSNR_Y between the clean LR and the HR re-degraded with the
-estimated kernel, and the kernel response over the nine paper kernels (the estimator alone, so that
-an estimator that stops following the blur shows early; :mod:`evaluation.kernel_response`).
+estimated kernel, and the kernel response and gain over the nine paper kernels (the estimator alone,
+so that an estimator that stops following the blur shows early; :mod:`evaluation.kernel_response`).
 """
 import os
 
@@ -46,9 +46,8 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
     generator = torch.Generator(device).manual_seed(VAL_SEED)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0)
     limit = val_opt.get("max_images") or len(dataset)
-    sums = {"psnr_y": 0.0, "ssim_y": 0.0, "kernel_psnr": 0.0, "lr_psnr_y": 0.0}
+    sums = dict.fromkeys(("psnr_y", "ssim_y", "kernel_psnr", "lr_psnr_y", "kernel_response", "kernel_gain"), 0.0)
     count = 0
-    responses, gains = [], []
     paper = paper_kernels(scale, model.opt["kernel_size"], device=device)
     every_kernel = Degradation(scale, model.opt["kernel_size"], random_noise=False, noise=val_opt["noise"])
     response_noise = torch.Generator(device).manual_seed(VAL_SEED + 1)  # the main LRs stay as they were
@@ -68,8 +67,8 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
             sums["lr_psnr_y"] += calculate_psnr_batch(lr_re, d.lr_clean, 0).item()
             batch = every_kernel(hr.expand(len(paper), -1, -1, -1), generator=response_noise, kernel=paper)
             estimated, true = kernel_moments(model.test_kernel(batch.lr)), kernel_moments(paper)
-            responses.append(kernel_response(estimated, true))
-            gains.append(kernel_gain(estimated, true))
+            sums["kernel_response"] += kernel_response(estimated, true)
+            sums["kernel_gain"] += kernel_gain(estimated, true)
             if count < n_save:
                 k_img = kernel_image(out.kernel[0])
                 if save_dir:
@@ -84,8 +83,6 @@ def validate(model, dataset, val_opt, iteration, save_dir=None, n_save=3, tb_log
                     tb_logger.add_image(f"val/{name}_kernel", k_img.transpose(2, 0, 1), iteration)
             count += 1
     metrics = {k: v / max(count, 1) for k, v in sums.items()}
-    metrics["kernel_response"] = sum(responses) / max(len(responses), 1)
-    metrics["kernel_gain"] = sum(gains) / max(len(gains), 1)
     if tb_logger is not None:
         for key, value in metrics.items():
             tb_logger.add_scalar(f"val/{key}", value, iteration)
