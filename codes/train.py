@@ -8,7 +8,8 @@ Usage (from the repository root, or from codes/ as the authors' scripts run):
 An option file in the authors' layout is translated (the log says how; ``--print_options`` writes it in
 ours); ``--set`` takes keys of our layout.
 
-Writes experiments/<name>/: a copy of the options, train_<time>.log, tb_logger/ (TensorBoard),
+Writes experiments/<name>/: a copy of the options, train_<time>.log, val_curve.csv (one row per
+validation: iteration, seconds, the training losses since the last one, the metrics), tb_logger/ (TensorBoard),
 models/<iter>_G.pth (+ latest_G.pth at the end), training_state/<iter>.state, val_images/<iter>/.
 An existing folder of the same name is renamed with a timestamp unless the run resumes.
 """
@@ -28,7 +29,7 @@ import torch.distributed as dist
 
 from data import create_dataset
 from data.loader import build_train_loader
-from evaluation.validation import validate
+from evaluation.validation import append_curve_row, validate
 from models import create_model
 from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
 from options.authors_layout import add_layout_flags, our_layout_yaml
@@ -117,6 +118,25 @@ def prepare_experiment(exp_dir, resuming, opt, timestamp):
         os.makedirs(os.path.join(exp_dir, sub), exist_ok=True)
     shutil.copy(opt["opt_path"], os.path.join(exp_dir, f"{timestamp}_{os.path.basename(opt['opt_path'])}"))
     dump(opt, os.path.join(exp_dir, f"{timestamp}_resolved_options.yml"))
+
+
+class RunningMean:
+    """Mean of the training losses (``l_*`` keys of the step logs) since the last :meth:`pop`."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, log):
+        for key, value in log.items():
+            if key.startswith("l_"):
+                self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.count += 1
+
+    def pop(self):
+        """dict: the means (empty before any step), and a fresh start."""
+        means = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return means
 
 
 def seed_everything(seed, rank):
@@ -230,6 +250,23 @@ def _run(args, opt, stop, snapshot, t_launch):
     pbar = tqdm(total=total, initial=start_iter, dynamic_ncols=True, unit="it",
                 disable=rank != 0 or not log_opt["progress_bar"])
     current = start_iter
+    losses = RunningMean()
+    # the curve's loss columns before any step (the first row), so that every row has the same columns
+    loss_columns = dict.fromkeys([*model.criterion.part_names(model.mode != "estimator"), "l_total"], float("nan"))
+
+    def run_validation(iteration):
+        t_val = time.monotonic()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            metrics = validate(model, val_set, opt["datasets"]["val"], iteration, os.path.join(exp_dir, "val_images"),
+                               log_opt["n_val_images"], tb_logger)
+        logger.info("validation at iteration %d (%.1f s): %s", iteration, time.monotonic() - t_val,
+                    ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        append_curve_row(os.path.join(exp_dir, "val_curve.csv"),
+                         {"iteration": iteration, "seconds": round(time.monotonic() - t_launch, 1),
+                          **(losses.pop() or loss_columns), **metrics})
+
+    if val_set is not None and opt["train"]["val_at_start"] and current == 0:
+        run_validation(0)
     if current >= total:
         logger.info("nothing to do: the state is at iteration %d >= train.niter %d", current, total)
     try:
@@ -239,7 +276,7 @@ def _run(args, opt, stop, snapshot, t_launch):
             current += 1
             epoch = (current - 1) // per_epoch  # the epoch of this batch
             t_start = time.time()
-            model.feed_data(data)
+            model.feed_data(data, step=current)
             model.optimize_parameters(current)
             log = model.get_current_log()
             pbar.update(1)
@@ -251,13 +288,9 @@ def _run(args, opt, stop, snapshot, t_launch):
                     msg_logger({"epoch": epoch, "iter": current,
                                 "lr": model.get_current_learning_rate(),
                                 "time": time.time() - t_start, "data_time": t_start - t_data, **log})
+            losses.add(log)
             if val_set is not None and (current % val_freq == 0 or current == total):
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    metrics = validate(model, val_set, opt["datasets"]["val"], current,
-                                       os.path.join(exp_dir, "val_images"),
-                                       log_opt["n_val_images"], tb_logger)
-                logger.info("validation at iteration %d: %s", current,
-                            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                run_validation(current)
             stopping = current < total and stop.should_stop()
             snapshot_now = snapshot is not None and snapshot.should_stop()
             if snapshot_now:

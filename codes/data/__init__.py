@@ -45,9 +45,11 @@ def _hr(opt):
     if not os.path.isdir(root):  # the folder reader's message
         list_images(root)
     cls = LMDBHRDataset if detect_data_type(root, opt.get("data_type")) == "lmdb" else HRDataset
-    return cls(root, _require(opt, "scale"), phase=phase, gt_size=opt.get("GT_size"),
-               use_flip=opt.get("use_flip", True), use_rot=opt.get("use_rot", True),
-               uint8_crops=opt.get("uint8_crops", False))
+    dataset = cls(root, _require(opt, "scale"), phase=phase, gt_size=opt.get("GT_size"),
+                  use_flip=opt.get("use_flip", True), use_rot=opt.get("use_rot", True),
+                  uint8_crops=opt.get("uint8_crops", False))
+    dataset.texture_tries = opt.get("texture_tries", 1)
+    return dataset
 
 
 def _lr(opt):

@@ -186,6 +186,28 @@ def jpeg_compress(x, quality):
     return back.to(x.dtype) / 255.0
 
 
+EXTREME_FRACTION = 0.2  # the part of the eigenvalue range at each end that a curriculum starts with
+
+
+def to_extremes(params, sig_min, sig_max):
+    """Kernel parameters moved to the ends of the range, for a curriculum that starts with the blurs
+    easiest to tell apart: the even images of the batch get both eigenvalues in the narrowest
+    :data:`EXTREME_FRACTION` of ``[sig_min, sig_max]``, the odd ones in the widest (each eigenvalue's
+    place within the range kept, so ``sig2 <= sig1`` still holds); angles unchanged.
+
+    Args:
+        params (dict): :func:`data.kernels.random_kernel_params`'s output.
+
+    Returns:
+        dict: the same keys, ``sig1`` and ``sig2`` replaced.
+    """
+    span = sig_max - sig_min
+    wide = (torch.arange(params["sig1"].shape[0], device=params["sig1"].device) % 2).to(params["sig1"].dtype)
+    start = sig_min + wide * (1 - EXTREME_FRACTION) * span
+    moved = {key: start + (params[key] - sig_min) * EXTREME_FRACTION for key in ("sig1", "sig2")}
+    return {**params, **moved}
+
+
 class Degradation:
     """Batched synthetic degradation, the vectorised counterpart of the authors' ``SRMDPreprocessing``.
 
@@ -232,6 +254,7 @@ class Degradation:
         if self.jpeg_low is not None and not 0 <= self.jpeg_low <= 100:
             raise KULNetError(f"jpeg_low={jpeg_low}: must be in [0, 100] (or None to disable JPEG)")
         self._fixed = None
+        self.extremes = False  # set per batch by a curriculum (to_extremes)
         if not self.random_kernel:
             if sig1 is None:
                 raise KULNetError("Degradation(random_kernel=False): give sig1 (and sig2, theta)")
@@ -261,6 +284,8 @@ class Degradation:
             return k.to(device=device, dtype=torch.float32).expand(b, -1, -1), nan, nan, nan
         if self.random_kernel:
             p = random_kernel_params(b, generator, device, self.sig_min, self.sig_max, self.rate_iso)
+            if self.extremes:
+                p = to_extremes(p, self.sig_min, self.sig_max)
             if self.rate_iso == 0:
                 del p["is_iso"]  # all anisotropic: skip the isotropic branch
             return make_kernels(p, self.kernel_size, self.scale), p["sig1"], p["sig2"], p["theta"]

@@ -54,6 +54,10 @@ class HRDataset(Dataset):
         uint8_crops (bool): training crops of 8-bit images stay uint8 (4x fewer bytes through the
             data loader); :func:`data.loader.hr_to_device` turns them into the same floats.
 
+    Attribute ``texture_tries`` (default 1, the paper): > 1 draws that many windows per item and keeps
+    the one with the most texture (:func:`texture_score`), since a flat crop carries no information
+    about its blur.
+
     Items:
         dict: ``hr`` Tensor (3, gt_size, gt_size) [train] or (3, H', W') [test], float32 in [0, 1]
         (uint8 in [0, 255] for an 8-bit training crop with ``uint8_crops``); ``path`` str.
@@ -72,6 +76,7 @@ class HRDataset(Dataset):
         if phase == "train" and not gt_size:
             raise KULNetError(f"{root}: training crops need GT_size (e.g. {48 * scale} at x{scale}); set it")
         self.root = root
+        self.texture_tries = 1
         self.scale, self.phase, self.gt_size = int(scale), phase, gt_size
         self.use_flip, self.use_rot, self.uint8_crops = use_flip, use_rot, uint8_crops
 
@@ -112,10 +117,30 @@ class HRDataset(Dataset):
         size = int(self.gt_size)
         rng = _item_rng()
         top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        if self.texture_tries > 1:
+            tops = [top, *rng.integers(0, h - size + 1, self.texture_tries - 1)]
+            lefts = [left, *rng.integers(0, w - size + 1, self.texture_tries - 1)]
+            best = int(np.argmax([texture_score(window(t, x, size)) for t, x in zip(tops, lefts)]))
+            top, left = tops[best], lefts[best]
         patch = augment(window(top, left, size), rng, self.use_flip, self.use_rot).transpose(2, 0, 1)
         if self.uint8_crops and patch.dtype == np.uint8:
             return {"hr": torch.from_numpy(np.ascontiguousarray(patch)), "path": name}
         return {"hr": torch.from_numpy(raw_to_float(patch)), "path": name}  # one copy, already (3, G, G)
+
+
+def texture_score(img):
+    """How much texture a window has: the mean absolute difference between neighbouring pixels of
+    its channel mean, horizontally and vertically, relative to the image's value range.
+
+    Args:
+        img (np.ndarray): (H, W, C) integer image.
+
+    Returns:
+        float: >= 0; 0 for a flat window.
+    """
+    y = img.astype(np.float32).mean(axis=2)
+    peak = 65535.0 if img.dtype == np.uint16 else 255.0
+    return float((np.abs(np.diff(y, axis=0)).mean() + np.abs(np.diff(y, axis=1)).mean()) / peak)
 
 
 def crop_too_small(name, h, w, gt_size):

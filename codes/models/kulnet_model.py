@@ -16,15 +16,14 @@ import random
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from data.degradation import Degradation
 from data.loader import hr_to_device
+from models.estimator_training import EstimatorStep, parameter_groups
 from models.fast import accelerate
 from models.losses import KULNetLoss
 from models.lr_scheduler import IterationLR
-from models.modules.kulnet import KULNetOutput
 from models.networks import define_G, load_estimator, load_network, save_network
 from utils.atomic_save import atomic_torch_save
 from utils.device import resolve_device
@@ -74,19 +73,6 @@ def derived_seed(*parts):
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
-class EstimatorStep(nn.Module):
-    """The kernel estimator alone as the trained network (``train.mode: estimator``): its output is a
-    :class:`KULNetOutput` without an SR image, so the losses skip the pixel term."""
-
-    def __init__(self, estimator):
-        super().__init__()
-        self.estimator = estimator
-
-    def forward(self, lr):
-        kernel, mean, log_var, _ = self.estimator(lr, return_kernel_map=False)
-        return KULNetOutput(None, kernel, mean, log_var)
-
-
 def _match_state_layouts(optimizer):
     """Give each optimiser state tensor its parameter's strides. A resumed state saved with the
     weights in another memory format (another device, or before ``models.fast.match_weight_layout``)
@@ -134,9 +120,12 @@ class KULNetModel:
         self.mode = train_opt["mode"]
         self.latent_mean_iter = train_opt["latent_mean_iter"]
         trained = self.net
+        if train_opt["kernel_loss"] == "map" and self.mode != "estimator":
+            raise KULNetError("train.kernel_loss map compares the per-pixel kernels, which only the estimator "
+                              "trained alone returns: set train.mode estimator, or use kernel_loss l1")
         if self.mode == "estimator":  # the SR part is neither run nor trained
             self.net.SR_net.requires_grad_(False)
-            trained = EstimatorStep(self.net.kernel_extra)
+            trained = EstimatorStep(self.net.kernel_extra, kernel_map=train_opt["kernel_loss"] == "map")
         self.net_eager = trained
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -148,9 +137,10 @@ class KULNetModel:
         if train_opt["compile"] not in ("eager", "auto"):  # auto is decided by the caller (use_compile)
             self.use_compile(train_opt["compile"])
 
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        groups = parameter_groups(self.net, train_opt["lr_G"], train_opt["estimator_lr_mult"],
+                                  train_opt["kernel_head_lr_mult"])
         adam_kw = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
-        self.optimizer = torch.optim.Adam(params, lr=train_opt["lr_G"],
+        self.optimizer = torch.optim.Adam(groups, lr=train_opt["lr_G"],
                                           betas=(train_opt["beta1"], train_opt["beta2"]),
                                           weight_decay=train_opt["weight_decay_G"], **adam_kw)
         self.scheduler = IterationLR(
@@ -161,7 +151,8 @@ class KULNetModel:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.criterion = KULNetLoss(
             self.scale, train_opt["pixel_weight"], train_opt["kernel_weight"], train_opt["kl_weight"],
-            train_opt["lr_consistency_weight"], train_opt["kl_weight_lr_consistency"], train_opt["kernel_loss"])
+            train_opt["lr_consistency_weight"], train_opt["kl_weight_lr_consistency"], train_opt["kernel_loss"],
+            train_opt["kl_free_bits"], train_opt["kl_warmup_iter"])
         deg = opt["degradation"]
         self.degradation = Degradation(
             self.scale, opt["kernel_size"], random_kernel=deg["random_kernel"],
@@ -169,6 +160,7 @@ class KULNetModel:
             sig1=deg["sig1"], sig2=deg["sig2"], theta=deg["theta"],
             random_noise=deg["random_noise"], noise_high=deg["noise_high"], noise=deg["noise"],
             jpeg_low=deg["jpeg_low"])
+        self.curriculum_iter = deg["curriculum_iter"]
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(derived_seed(train_opt["manual_seed"], rank, 1))
         self.grad_clip = train_opt["grad_clip"]
@@ -205,7 +197,7 @@ class KULNetModel:
         self.net_train = self.net_eager if mode == "eager" else torch.compile(self.net_eager, mode=mode)
 
     # ------------------------------------------------------------------ data
-    def feed_data(self, data, degraded=None):
+    def feed_data(self, data, degraded=None, step=None):
         """Move the HR batch to the device and synthesise its LR there.
 
         Args:
@@ -213,10 +205,12 @@ class KULNetModel:
                 uint8 in [0, 255] (converted on the device, :func:`data.loader.hr_to_device`).
             degraded (DegradedBatch | None): a ready degradation of this batch (tests); None draws
                 one with the model's degradation generator.
+            step (int | None): the iteration the batch is for (1-based), for ``degradation.curriculum_iter``.
         """
         hr = data["hr"] if isinstance(data, dict) else data
         self.hr = hr_to_device(hr, self.device)
         if degraded is None:
+            self.degradation.extremes = step is not None and step <= self.curriculum_iter
             degraded = self.degradation(self.hr, generator=self.generator)
         self.lr = degraded.lr.to(self.device)
         self.lr_clean = degraded.lr_clean.to(self.device)
@@ -240,6 +234,7 @@ class KULNetModel:
         exactly as if the step had stopped at the loss.
         """
         self.scheduler.step(step)
+        self.criterion.set_iteration(step)
         self.net.kernel_extra.sample_in_training = step > self.latent_mean_iter
         self.optimizer.zero_grad(set_to_none=True)
         if self.compile_pending:
@@ -458,9 +453,9 @@ class KULNetModel:
         decay. Unchanged options change nothing (exact resume); a changed one is logged (lowering
         ``lr_G`` and resuming is the advice after non-finite losses)."""
         train_opt = self.opt["train"]
-        wanted = {"initial_lr": train_opt["lr_G"], "betas": (train_opt["beta1"], train_opt["beta2"]),
-                  "weight_decay": train_opt["weight_decay_G"]}
         for group in self.optimizer.param_groups:
+            wanted = {"initial_lr": train_opt["lr_G"] * group.get("lr_mult", 1.0),
+                      "betas": (train_opt["beta1"], train_opt["beta2"]), "weight_decay": train_opt["weight_decay_G"]}
             for key, value in wanted.items():
                 old = tuple(group[key]) if key == "betas" else group.get(key)
                 if old != value:

@@ -59,6 +59,8 @@ TRAIN_DATASET = {
     "use_shuffle": _k("bool", True, help="shuffle every epoch (seeded by manual_seed and epoch)"),
     "use_flip": _k("bool", True, help="random horizontal/vertical flips"),
     "use_rot": _k("bool", True, help="random 90-degree rotations"),
+    "texture_tries": _k("int", 1, minimum=1, help="draw this many crops per item and keep the most textured "
+                                                  "(1: one random crop, the paper); a flat crop shows no blur"),
 }
 
 VAL_DATASET = {
@@ -68,6 +70,8 @@ VAL_DATASET = {
     "theta": _k("float", 0.5233, help="validation kernel angle, radians"),
     "noise": _k("float", 10.0, minimum=0, help="validation noise level, 0..255 units"),
     "max_images": _k("int", None, minimum=1, help="validate on the first N images only (None: all)"),
+    "center_crop": _k("int", None, minimum=8, help="validate on the centre crop of this many HR pixels a side "
+                                                   "(None: whole images): faster learning curves"),
 }
 
 DEGRADATION = {
@@ -82,6 +86,9 @@ DEGRADATION = {
     "sig2": _k("float", None, help="fixed kernel: second eigenvalue"),
     "theta": _k("float", None, help="fixed kernel: angle in radians"),
     "jpeg_low": _k("int", None, minimum=0, help="JPEG quality ~ U(jpeg_low, 100); None: no JPEG"),
+    "curriculum_iter": _k("int", 0, minimum=0, help="the first N iterations draw kernels from the narrowest and "
+                                                    "widest fifth of [sig_min, sig_max] only, half a batch each "
+                                                    "(0: the full range from the start, the paper)"),
 }
 
 TRAIN = {
@@ -102,14 +109,23 @@ TRAIN = {
     "pixel_criterion": _k("str", "l1", choices=("l1",), help="SR loss"),
     "pixel_weight": _k("float", 1.0, minimum=0, help="weight of the SR L1 loss"),
     "kernel_weight": _k("float", 1.0, minimum=0, help="weight of the kernel loss"),
-    "kernel_loss": _k("str", "authors", choices=("authors", "l1"),
+    "kernel_loss": _k("str", "authors", choices=("authors", "l1", "map"),
                       help="authors: 1e4*mean|k_est-k|/(h*w*s^2), whose weight falls with the patch size and "
                            "the scale (the paper's numbers); l1: the L1 distance between the kernels (sum over "
-                           "their entries), the same weight at every patch size"),
+                           "their entries), the same weight at every patch size; map: that distance between "
+                           "every pixel's kernel and the true one, averaged (as MANet; train.mode estimator)"),
     "mode": _k("str", "joint", choices=("joint", "estimator"),
                help="joint: the whole network with every loss (the paper); estimator: the kernel estimator "
                     "alone with the kernel loss and the KL term, the SR part neither run nor trained"),
     "kl_weight": _k("float", 1e-3, minimum=0, help="weight of the KL term"),
+    "kl_free_bits": _k("float", 0.0, minimum=0, help="free bits: each latent channel's KL counts only above this "
+                                                     "floor (0: the plain mean, the paper)"),
+    "kl_warmup_iter": _k("int", 0, minimum=0, help="the KL weight grows linearly from 0 over this many "
+                                                   "iterations (0: full weight from the start, the paper)"),
+    "estimator_lr_mult": _k("float", 1.0, minimum=0, help="the kernel estimator's learning rate is lr_G times this "
+                                                          "(1: one rate for the whole network, the paper)"),
+    "kernel_head_lr_mult": _k("float", 1.0, minimum=0, help="the estimator's last layer (the kernel logits) "
+                                                            "gets a further factor on its learning rate"),
     "latent_mean_iter": _k("int", 0, minimum=0,
                            help="the first N iterations train with the estimator's latent mean (z = mean) "
                                 "instead of a sample z = mean + noise (0: sample from the start, the paper); "
@@ -134,6 +150,8 @@ TRAIN = {
     "deterministic": _k("bool", False, help="deterministic CUDA kernels (bit-exact GPU resume, slower)"),
     "manual_seed": _k("int", 0, minimum=0, help="seed of every random generator (per rank: seed+rank)"),
     "val_freq": _k("int", 1000, minimum=1, help="validate every N iterations"),
+    "val_at_start": _k("bool", False, help="validate once before the first iteration too (the starting point of "
+                                           "the learning curve in val_curve.csv)"),
 }
 
 LOGGER = {
