@@ -71,7 +71,8 @@ def define_G(opt):
     return net
 
 
-ARCHITECTURE_KEYS = ("in_nc", "est_nf", "sr_nf", "n_stages")  # fixed by the weights, unlike sample_at_eval
+# fixed by the weights, unlike sample_at_eval (estimator_input: the weights are trained for one input)
+ARCHITECTURE_KEYS = ("in_nc", "est_nf", "sr_nf", "n_stages", "estimator_input")
 
 
 def network_options_for_checkpoint(opt, path, contents=None):
@@ -246,6 +247,7 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
         raise KULNetError(f"{path}: kernel_size {meta['kernel_size']} in the checkpoint, "
                           f"{getattr(bare, 'kernel_size', None)} in the network; set kernel_size to match")
 
+    _check_estimator_input(bare.kernel_extra if hasattr(bare, "kernel_extra") else bare, meta, path)
     own = bare.state_dict()
     missing = [k for k in own if k not in params]
     unexpected = [k for k in params if k not in own]
@@ -269,6 +271,16 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
 ESTIMATOR_PREFIX = "kernel_extra."
 
 
+def _check_estimator_input(estimator, meta, path):
+    """A checkpoint whose estimator was trained on another input (``network_G.estimator_input``) is
+    refused: the weights would load and estimate nonsense. Files without the record took the image."""
+    mine = getattr(estimator, "estimator_input", None)
+    theirs = ((meta or {}).get("network_G") or {}).get("estimator_input", "image")
+    if mine is not None and theirs != mine:
+        raise KULNetError(f"{path}: its kernel estimator was trained with network_G.estimator_input = {theirs}, "
+                          f"this network's is {mine}; set network_G.estimator_input: {theirs}")
+
+
 def load_estimator(net, path):
     """Load the kernel estimator's weights alone (``path.pretrain_model_K``): the ``kernel_extra.*``
     tensors of a whole-network checkpoint (ours or the authors'), or a file of the estimator's own
@@ -282,7 +294,8 @@ def load_estimator(net, path):
         KULNetError: unreadable file, or not the weights of this estimator.
     """
     estimator = _bare(net).kernel_extra
-    fmt, params, _ = read_checkpoint(path)
+    fmt, params, meta = read_checkpoint(path)
+    _check_estimator_input(estimator, meta, path)
     params = _strip_prefixes(params)
     nested = {k[len(ESTIMATOR_PREFIX):]: v for k, v in params.items() if k.startswith(ESTIMATOR_PREFIX)}
     weights, source = (nested, "whole network") if nested else (params, "estimator")

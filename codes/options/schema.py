@@ -170,6 +170,11 @@ NETWORK_G = {
     "sr_nf": _k("int", 32, minimum=1, help="DLSM width (32 in the paper)"),
     "n_stages": _k("int", 4, minimum=1, help="DLSM stages T (4 in the paper)"),
     "sample_at_eval": _k("bool", False, help="sample the latent at test time too, as the authors' test code"),
+    "estimator_input": _k("str", "image", choices=("image", "contrast"),
+                          help="what the kernel estimator sees: image (the paper) or contrast (each channel minus its "
+                               "local mean over its local spread, 9x9 windows): blur is fine detail relative to "
+                               "contrast; recorded in checkpoints (weights trained with one do not work with the "
+                               "other)"),
 }
 
 PATH = {

@@ -240,3 +240,43 @@ def test_curve_runner_arm_errors(arm, message):
 
     with pytest.raises(KULNetError, match=message):
         parse_arm(arm)
+
+
+# ---------------------------------------------------------------- the estimator's input
+def test_local_contrast_closed_forms():
+    from models.modules.kernel_estimator import CONTRAST_FLOOR, local_contrast
+
+    flat = torch.full((1, 3, 12, 12), 0.4)
+    assert local_contrast(flat).abs().max().item() < 1e-4  # 0 but for the rounding of the local mean
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    # an affine change of brightness and contrast changes nothing where the spread is far above the floor
+    big = local_contrast(x * 50 + 3, floor=CONTRAST_FLOOR * 50)
+    assert torch.allclose(local_contrast(x), big, atol=1e-4)
+    step = torch.zeros(1, 1, 1, 9)
+    step[..., 4:] = 1.0  # one window spans the step: mean 5/9, spread sqrt(20)/9
+    centre = local_contrast(step, window=9, floor=0.0)[0, 0, 0, 4].item()
+    assert centre == pytest.approx((1 - 5 / 9) / (20 ** 0.5 / 9), rel=1e-5)
+
+
+def test_contrast_input_is_recorded_and_checked(tmp_path):
+    from models.networks import define_G, load_estimator, load_network, network_options_for_checkpoint, save_network
+
+    def net(kind):
+        torch.manual_seed(0)
+        return define_G({"scale": 4, "kernel_size": 11,
+                         "network_G": {"est_nf": 8, "sr_nf": 8, "n_stages": 2, "estimator_input": kind}})
+
+    contrast, image = net("contrast"), net("image")
+    lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert not torch.allclose(contrast.eval()(lr).kernel, image.eval()(lr).kernel)
+    save_network(contrast, str(tmp_path / "c.pth"))
+    restored = network_options_for_checkpoint({"network_G": {}}, str(tmp_path / "c.pth"))
+    assert restored["estimator_input"] == "contrast"
+    load_network(net("contrast"), str(tmp_path / "c.pth"))
+    for load in (load_network, load_estimator):
+        with pytest.raises(KULNetError, match="estimator_input = contrast") as err:
+            load(net("image"), str(tmp_path / "c.pth"))
+        assert "\n" not in str(err.value)
+    with pytest.raises(KULNetError, match="estimator_input"):
+        define_G({"scale": 4, "network_G": {"estimator_input": "edges"}})

@@ -76,6 +76,31 @@ class ConvMid(nn.Module):
         return self.body(x)
 
 
+ESTIMATOR_INPUTS = ("image", "contrast")
+CONTRAST_WINDOW = 9  # pixels a side of the local statistics
+CONTRAST_FLOOR = 0.02  # the smallest local standard deviation divided by: flat areas are not amplified
+
+
+def local_contrast(lr, window=CONTRAST_WINDOW, floor=CONTRAST_FLOOR):
+    """Each channel minus its local mean, over its local standard deviation (``window`` x ``window``
+    windows, replicated borders; the deviation floored at ``floor``).
+
+    Blur shows as fine detail relative to the local contrast; this input takes the contrast out, so
+    the estimator need not learn to divide by it.
+
+    Args:
+        lr (Tensor): (B, C, h, w) in [0, 1].
+
+    Returns:
+        Tensor: (B, C, h, w), about zero mean and unit spread where the image is not flat.
+    """
+    pad = window // 2
+    padded = F.pad(lr, (pad, pad, pad, pad), mode="replicate")
+    mean = F.avg_pool2d(padded, window, stride=1)
+    var = (F.avg_pool2d(padded * padded, window, stride=1) - mean * mean).clamp_min(0)
+    return (lr - mean) / torch.sqrt(var + floor * floor)
+
+
 class ConvTail(nn.Module):
     """Latent heads (``mean`` with ReLU, ``log_var`` linear) and the per-pixel kernel logits."""
 
@@ -95,12 +120,18 @@ class KernelEstimator(nn.Module):
         kernel_size (int): l, kernel side (21).
         sample_at_eval (bool): sample the latent in eval mode too (the authors' test code does);
             default False gives the deterministic ``z = mean``.
+        estimator_input (str): ``'image'`` (the paper: the LR image itself) or ``'contrast'`` (the LR
+            image through :func:`local_contrast`; no new weights, but weights trained with one input
+            do not work with the other).
 
     ``sample_in_training`` (default True, the paper) can be set False to train with ``z = mean``.
     """
 
-    def __init__(self, in_nc=3, nf=64, kernel_size=21, sample_at_eval=False):
+    def __init__(self, in_nc=3, nf=64, kernel_size=21, sample_at_eval=False, estimator_input="image"):
         super().__init__()
+        if estimator_input not in ESTIMATOR_INPUTS:
+            raise ValueError(f"estimator_input={estimator_input!r}: choose one of {ESTIMATOR_INPUTS}")
+        self.estimator_input = estimator_input
         self.kernel_size = kernel_size
         self.sample_at_eval = sample_at_eval
         self.sample_in_training = True
@@ -150,7 +181,7 @@ class KernelEstimator(nn.Module):
             tuple: kernel (B, l, l) >= 0 summing to 1; mean (B, nf, h, w) >= 0; log_var (B, nf, h, w);
             kernel_map (B, l*l, h, w) per-pixel kernels (softmax over channels), or None.
         """
-        feat = self.features(lr)
+        feat = self.features(local_contrast(lr) if self.estimator_input == "contrast" else lr)
         mean = self.Conv_tail.mean(feat)
         log_var = self.Conv_tail.log_var(feat)
         kernel, kernel_map = self.kernels_from_latent(self.latent(mean, log_var), return_kernel_map)

@@ -46,10 +46,12 @@ class KULNet(nn.Module):
         n_stages (int): DLSM stages T (4).
         sample_at_eval (bool): sample the latent in eval mode as the authors' test code does;
             False (default) makes eval deterministic (``z = mean``).
+        estimator_input (str): what the kernel estimator sees: ``'image'`` (the paper) or
+            ``'contrast'`` (:func:`models.modules.kernel_estimator.local_contrast`).
     """
 
     def __init__(self, scale=4, kernel_size=21, in_nc=3, est_nf=64, sr_nf=32, n_stages=4,
-                 sample_at_eval=False):
+                 sample_at_eval=False, estimator_input="image"):
         super().__init__()
         for name, value in (("scale", scale), ("kernel_size", kernel_size), ("in_nc", in_nc),
                             ("est_nf", est_nf), ("sr_nf", sr_nf), ("n_stages", n_stages)):
@@ -60,7 +62,9 @@ class KULNet(nn.Module):
             raise KULNetError(f"kernel_size={kernel_size}: must be odd (21 in the paper)")
         self.scale = scale
         self.kernel_size = kernel_size
-        self.kernel_extra = KernelEstimator(in_nc, est_nf, kernel_size, sample_at_eval)
+        if estimator_input not in ("image", "contrast"):
+            raise KULNetError(f"network_G.estimator_input={estimator_input!r}: choose image (the paper) or contrast")
+        self.kernel_extra = KernelEstimator(in_nc, est_nf, kernel_size, sample_at_eval, estimator_input)
         self.SR_net = DLSM(scale, in_nc, sr_nf, n_stages)
 
     @property
