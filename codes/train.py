@@ -207,6 +207,8 @@ def _run(args, opt, stop, snapshot, t_launch):
     if model.mode == "estimator":
         logger.info("train.mode estimator: the kernel estimator alone (kernel loss and KL term); the SR part "
                     "is neither run nor trained")
+    if model.mode == "sr":
+        logger.info("train.mode sr: the SR part alone (pixel loss) on the kernels of the frozen estimator")
     if model.latent_mean_iter:
         logger.info("train.latent_mean_iter %d: the estimator's latent mean until iteration %d, a sample after",
                     model.latent_mean_iter, model.latent_mean_iter)

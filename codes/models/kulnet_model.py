@@ -126,6 +126,8 @@ class KULNetModel:
         if self.mode == "estimator":  # the SR part is neither run nor trained
             self.net.SR_net.requires_grad_(False)
             trained = EstimatorStep(self.net.kernel_extra, kernel_map=train_opt["kernel_loss"] == "map")
+        elif self.mode == "sr":  # a frozen estimator: the SR part learns its kernels, as they are at test time
+            self.net.kernel_extra.requires_grad_(False)
         self.net_eager = trained
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -149,8 +151,10 @@ class KULNetModel:
             weights=train_opt["restart_weights"], eta_min=train_opt["eta_min"],
             warmup_iter=train_opt["warmup_iter"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        frozen_estimator = self.mode == "sr"  # no kernel or KL term: nothing they could train
         self.criterion = KULNetLoss(
-            self.scale, train_opt["pixel_weight"], train_opt["kernel_weight"], train_opt["kl_weight"],
+            self.scale, train_opt["pixel_weight"], 0.0 if frozen_estimator else train_opt["kernel_weight"],
+            0.0 if frozen_estimator else train_opt["kl_weight"],
             train_opt["lr_consistency_weight"], train_opt["kl_weight_lr_consistency"], train_opt["kernel_loss"],
             train_opt["kl_free_bits"], train_opt["kl_warmup_iter"])
         deg = opt["degradation"]
@@ -235,7 +239,7 @@ class KULNetModel:
         """
         self.scheduler.step(step)
         self.criterion.set_iteration(step)
-        self.net.kernel_extra.sample_in_training = step > self.latent_mean_iter
+        self.net.kernel_extra.sample_in_training = step > self.latent_mean_iter and self.mode != "sr"
         self.optimizer.zero_grad(set_to_none=True)
         if self.compile_pending:
             loss, parts = self._first_compiled_step()

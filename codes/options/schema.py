@@ -114,9 +114,10 @@ TRAIN = {
                            "the scale (the paper's numbers); l1: the L1 distance between the kernels (sum over "
                            "their entries), the same weight at every patch size; map: that distance between "
                            "every pixel's kernel and the true one, averaged (as MANet; train.mode estimator)"),
-    "mode": _k("str", "joint", choices=("joint", "estimator"),
+    "mode": _k("str", "joint", choices=("joint", "estimator", "sr"),
                help="joint: the whole network with every loss (the paper); estimator: the kernel estimator "
-                    "alone with the kernel loss and the KL term, the SR part neither run nor trained"),
+                    "alone with the kernel loss and the KL term, the SR part neither run nor trained; sr: the SR "
+                    "part alone with the pixel loss on a frozen estimator's kernels (its latent mean)"),
     "kl_weight": _k("float", 1e-3, minimum=0, help="weight of the KL term"),
     "kl_free_bits": _k("float", 0.0, minimum=0, help="free bits: each latent channel's KL counts only above this "
                                                      "floor (0: the plain mean, the paper)"),

@@ -280,3 +280,27 @@ def test_contrast_input_is_recorded_and_checked(tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(KULNetError, match="estimator_input"):
         define_G({"scale": 4, "network_G": {"estimator_input": "edges"}})
+
+
+def test_sr_mode_trains_the_sr_part_on_a_frozen_estimator(tmp_path):
+    """train.mode sr: the estimator's weights stay as they were, the SR part moves, the loss is the pixel
+    term alone, and the estimator gives its latent mean (what the SR part will see at test time)."""
+    from models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(_opt(tmp_path, "train: {mode: sr, latent_mean_iter: 0}\n"), device="cpu")
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    estimator, used_mean = model.net.kernel_extra, []
+    latent = estimator.latent
+
+    def spy(mean, log_var):
+        z = latent(mean, log_var)
+        used_mean.append(torch.equal(z, mean))
+        return z
+
+    estimator.latent = spy
+    model.feed_data({"hr": torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))}, step=1)
+    assert model.optimize_parameters(1) is True
+    changed = {k.split(".")[0] for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"SR_net"} and used_mean == [True]
+    assert set(model.get_current_log()) == {"l_pix", "l_total", "nonfinite_total"}
