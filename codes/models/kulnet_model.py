@@ -181,7 +181,7 @@ class KULNetModel:
         lines = []
         if path_opt["pretrain_model_G"]:
             meta = load_network(self.net, path_opt["pretrain_model_G"], strict=path_opt["strict_load"],
-                                expected_scale=self.scale)
+                                expected_scale=self.scale, estimator_follows=bool(path_opt["pretrain_model_K"]))
             lines.append(f"path.pretrain_model_G: {path_opt['pretrain_model_G']} ({meta['format']} checkpoint, "
                          f"strict_load {path_opt['strict_load']}; {len(meta['missing_keys'])} missing keys "
                          f"{meta['missing_keys'][:5]}, {len(meta['unexpected_keys'])} unexpected "

@@ -194,7 +194,7 @@ def read_checkpoint(path):
                       f"not a training state")
 
 
-def load_network(net, path, strict=True, expected_scale=None, contents=None):
+def load_network(net, path, strict=True, expected_scale=None, contents=None, estimator_follows=False):
     """Load weights into ``net``, detecting our format or the authors' raw state_dict.
 
     The authors' files hold no metadata, and their tensors are identical in shape at x2, x3 and x4,
@@ -209,6 +209,8 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
         strict (bool): every key of the network must be in the file and vice versa.
         expected_scale (int | None): the scale the caller expects the checkpoint to have.
         contents (tuple | None): the file as :func:`read_checkpoint` returned it (not read again).
+        estimator_follows (bool): the estimator's weights are loaded from another file next, so its input
+            (``network_G.estimator_input``) is not checked against this one's.
 
     Returns:
         dict: the metadata (``format`` 'kulnet' or 'authors', ``scale`` (None if unknown),
@@ -247,7 +249,8 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None):
         raise KULNetError(f"{path}: kernel_size {meta['kernel_size']} in the checkpoint, "
                           f"{getattr(bare, 'kernel_size', None)} in the network; set kernel_size to match")
 
-    _check_estimator_input(bare.kernel_extra if hasattr(bare, "kernel_extra") else bare, meta, path)
+    if not estimator_follows:
+        _check_estimator_input(bare.kernel_extra if hasattr(bare, "kernel_extra") else bare, meta, path)
     own = bare.state_dict()
     missing = [k for k in own if k not in params]
     unexpected = [k for k in params if k not in own]

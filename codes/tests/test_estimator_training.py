@@ -304,3 +304,29 @@ def test_sr_mode_trains_the_sr_part_on_a_frozen_estimator(tmp_path):
     changed = {k.split(".")[0] for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"SR_net"} and used_mean == [True]
     assert set(model.get_current_log()) == {"l_pix", "l_total", "nonfinite_total"}
+
+
+def test_sr_part_of_one_file_and_a_contrast_estimator_of_another(tmp_path):
+    """pretrain_model_G from a file whose estimator saw the image, pretrain_model_K from a contrast
+    estimator: allowed (the estimator is replaced); the G file alone into a contrast network is refused."""
+    from models import create_model
+    from models.networks import define_G, save_network
+
+    widths = {"est_nf": 8, "sr_nf": 8, "n_stages": 2}
+    torch.manual_seed(1)
+    save_network(define_G({"scale": 4, "kernel_size": 11, "network_G": widths}), str(tmp_path / "x4_g.pth"))
+    torch.manual_seed(2)
+    contrast = define_G({"scale": 4, "kernel_size": 11, "network_G": {**widths, "estimator_input": "contrast"}})
+    save_network(contrast, str(tmp_path / "x4_k.pth"))
+    extra = ("network_G: {est_nf: 8, sr_nf: 8, n_stages: 2, estimator_input: contrast}\ntrain: {mode: sr}\n"
+             f"path: {{pretrain_model_G: {tmp_path / 'x4_g.pth'}, pretrain_model_K: {tmp_path / 'x4_k.pth'}}}\n")
+    (tmp_path / "hr").mkdir(exist_ok=True)
+    (tmp_path / "s.yml").write_text(f"name: s\nscale: 4\nkernel_size: 11\ndevice: cpu\ndatasets:\n  train: "
+                                    f"{{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n" + extra)
+    model = create_model(parse(str(tmp_path / "s.yml")), device="cpu")
+    for key, value in contrast.kernel_extra.state_dict().items():
+        assert torch.equal(model.net.kernel_extra.state_dict()[key], value)
+    (tmp_path / "s.yml").write_text((tmp_path / "s.yml").read_text().replace(
+        f", pretrain_model_K: {tmp_path / 'x4_k.pth'}", ""))
+    with pytest.raises(KULNetError, match="estimator_input = image"):
+        create_model(parse(str(tmp_path / "s.yml")), device="cpu")
