@@ -138,6 +138,25 @@ def output_stems(paths):
     return stems
 
 
+OUTPUT_SUFFIXES = ("_SR.png", "_kernel.npy", "_kernel.png", "_uncertainty.png")
+
+
+def check_outputs_spare_inputs(paths, stems, out):
+    """Refuse an ``out`` where an output file would be one of the inputs (``a.png`` and ``a_SR.png``
+    restored into their own folder): the photos are never written over.
+
+    Raises:
+        KULNetError: one line naming the input.
+    """
+    inputs = {os.path.realpath(p) for p in paths}
+    for stem in stems:
+        for suffix in OUTPUT_SUFFIXES:
+            target = os.path.join(out, stem + suffix)
+            if os.path.realpath(target) in inputs:
+                raise KULNetError(f"{target}: is an input, and the outputs of {stem} would be written over it; "
+                                  f"give another --out")
+
+
 def sizes_repeat(paths, x8=False, tile=None):
     """Whether the network meets an input size more than once in this run (then cuDNN's autotuning
     pays for itself): x8's transforms, fixed tiles, or photos that share a size (from the headers)."""
@@ -206,6 +225,7 @@ def main(argv=None):
         print(line)
     paths = opt["files"] or list_image_inputs(opt["input"])
     prepare_output_dir(opt["out"])
+    check_outputs_spare_inputs(paths, output_stems(paths), opt["out"])
     device = resolve_device(opt["device"])
     model, _ = load_model(opt, device)
     note = low_response_note(opt["checkpoint"])

@@ -11,7 +11,8 @@ ours); ``--set`` takes keys of our layout.
 Writes experiments/<name>/: a copy of the options, train_<time>.log, val_curve.csv (one row per
 validation: iteration, seconds, the training losses since the last one, the metrics), tb_logger/ (TensorBoard),
 models/<iter>_G.pth (+ latest_G.pth at the end), training_state/<iter>.state, val_images/<iter>/.
-An existing folder of the same name is renamed with a timestamp unless the run resumes.
+An existing folder of the same name is renamed with a timestamp unless the run resumes; ``name`` is one
+folder name (no '/', '\\' or '..'), so a run writes inside path.experiments_root only.
 """
 import argparse
 import glob
@@ -139,6 +140,14 @@ class RunningMean:
         return means
 
 
+def weights_lines(model, resuming):
+    """The log's lines on the weights the run starts from: the pretrained files loaded, or that the
+    network starts from its initialisation (a resumed run says where it resumed from instead)."""
+    if model.loaded_weights or resuming:
+        return list(model.loaded_weights)
+    return ["no pretrained weights: the network starts from its initialisation"]
+
+
 def seed_everything(seed, rank):
     s = derived_seed(seed, rank, 0)
     random.seed(s)
@@ -202,7 +211,7 @@ def _run(args, opt, stop, snapshot, t_launch):
     logger.info("options: %s, device: %s, processes: %d", opt["opt_path"], device, world)
     for line in opt["layout_notes"] + launch_notes(args):
         logger.info(line)
-    for line in model.loaded_weights or ["no pretrained weights: the network starts from its initialisation"]:
+    for line in weights_lines(model, resuming=state is not None):
         logger.info(line)
     if model.mode == "estimator":
         logger.info("train.mode estimator: the kernel estimator alone (kernel loss and KL term); the SR part "

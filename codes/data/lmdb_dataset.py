@@ -12,7 +12,7 @@ import numpy as np
 
 from utils.errors import KULNetError
 from utils.image_io import img2tensor, mod_crop, raw_to_float
-from utils.lmdb_layout import DATA_FILE, read_meta_info
+from utils.lmdb_layout import DATA_FILE, check_data_size, read_meta_info
 
 from .hr_dataset import HRDataset
 
@@ -39,7 +39,7 @@ def open_readonly(root):
     the same folder in one process.
 
     Raises:
-        KULNetError: data.mdb cannot be opened (one line naming it).
+        KULNetError: data.mdb cannot be opened, or is shorter than its records (one line naming it).
     """
     key = os.path.realpath(root)
     data = os.path.join(key, DATA_FILE)
@@ -55,6 +55,11 @@ def open_readonly(root):
     except lmdb.Error as err:
         raise KULNetError(f"{data}: cannot be opened as LMDB ({err}); prepare the dataset again "
                           f"with codes/scripts/prepare_dataset.py") from None
+    try:
+        check_data_size(env, key, "copy it again or prepare the dataset again with codes/scripts/prepare_dataset.py")
+    except KULNetError:
+        env.close()
+        raise
     _ENVS[key] = (os.getpid(), inode, env)
     return env
 

@@ -10,7 +10,7 @@ import lmdb
 import numpy as np
 
 from utils.errors import KULNetError
-from utils.lmdb_layout import META_FILE, write_meta_info
+from utils.lmdb_layout import META_FILE, check_data_size, write_meta_info
 
 PROGRESS_FILE = "written.jsonl"  # in the partial folder: one line per committed image, with its source
 COMMIT_BYTES = 64 * 2**20  # a commit (and its fsync) every this many bytes of images
@@ -26,12 +26,24 @@ class PartialOutput:
     Args:
         folder (str): the partial folder (created if needed).
         map_size (int): LMDB map size in bytes (virtual; doubled when it fills up).
+
+    Raises:
+        KULNetError: a partial folder whose LMDB cannot be opened or is cut short (delete it, the line says).
     """
 
     def __init__(self, folder, map_size):
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
-        self.env = lmdb.open(folder, map_size=map_size, readahead=False, meminit=False)
+        fix = f"the unfinished output is damaged: delete {folder} and run the command again to start clean"
+        try:
+            self.env = lmdb.open(folder, map_size=map_size, readahead=False, meminit=False)
+        except lmdb.Error as err:
+            raise KULNetError(f"{folder}: cannot be opened as LMDB ({err}); {fix}") from None
+        try:
+            check_data_size(self.env, folder, fix)
+        except KULNetError:
+            self.close()
+            raise
         self.done = {}  # key -> the progress line: source fingerprint, shape, dtype
         self.pending = []
 

@@ -27,7 +27,7 @@ from models.lr_scheduler import IterationLR
 from models.networks import define_G, load_estimator, load_network, save_network
 from utils.atomic_save import atomic_torch_save
 from utils.device import resolve_device
-from utils.errors import KULNetError
+from utils.errors import KULNetError, one_line
 
 STATE_FORMAT = "kulnet_training_state"
 logger = logging.getLogger("kulnet")
@@ -187,7 +187,7 @@ class KULNetModel:
                          f"{meta['missing_keys'][:5]}, {len(meta['unexpected_keys'])} unexpected "
                          f"{meta['unexpected_keys'][:5]})")
         if path_opt["pretrain_model_K"]:
-            meta = load_estimator(self.net, path_opt["pretrain_model_K"])
+            meta = load_estimator(self.net, path_opt["pretrain_model_K"], expected_scale=self.scale)
             lines.append(f"path.pretrain_model_K: {path_opt['pretrain_model_K']} (the kernel estimator's "
                          f"{meta['n_tensors']} tensors from {meta['format']} {meta['source']} weights; strict)")
         return lines
@@ -421,6 +421,7 @@ class KULNetModel:
             "rng": rngs,
             "nonfinite_total": self.nonfinite_total,
             "weights": f"{iteration}_G.pth",
+            "mode": self.mode,
         }
 
     def save(self, iteration, epoch, models_dir, state_dir, latest=False):
@@ -471,7 +472,17 @@ class KULNetModel:
         """Restore weights, optimiser, scheduler, scaler and this rank's RNG states; the optimiser
         options of ``opt`` (lr, betas, weight decay) replace those of the state."""
         load_network(self.net, weights_path, strict=True, expected_scale=self.scale)
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved_mode = state.get("mode")
+        fix = (f"resume with the train.mode of the state, or start a new run (another name) from its weights with "
+               f"--set path.pretrain_model_G={weights_path}")
+        if saved_mode not in (None, self.mode):
+            raise KULNetError(f"{weights_path}: the training state was saved with train.mode {saved_mode}, the "
+                              f"options say train.mode {self.mode}; {fix}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:  # a state of another train.mode trains other parameters
+            raise KULNetError(f"{weights_path}: the training state's optimiser does not fit this run's "
+                              f"({one_line(err)}; was train.mode changed?); {fix}") from None
         _match_state_layouts(self.optimizer)
         self._apply_optimizer_options()
         self.scheduler.load_state_dict(state["scheduler"])

@@ -164,7 +164,7 @@ def _is_state_dict(obj):
 _SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(?:x([1-9])(?![0-9])|([1-9])x(?![a-z0-9]))")
 
 
-def _scale_from_name(path):
+def scale_from_name(path):
     """Scale hinted by the file or its two parent folders (``x2``, ``_X4_``, ``models_2x``...), else None."""
     parts = os.path.abspath(path).split(os.sep)[-3:]
     hints = {int(a or b) for part in parts for a, b in _SCALE_IN_NAME.findall(part.lower())}
@@ -194,6 +194,35 @@ def read_checkpoint(path):
                       f"not a training state")
 
 
+def check_checkpoint_scale(bare, path, fmt, meta, expected_scale=None):
+    """The scale of a checkpoint (any part of the network), checked against ``expected_scale`` and the
+    network's: from our metadata, else from a scale in the file or folder name (``..._x2...``,
+    ``models_2x``), else taken to be the expected one, with a warning that it could not be checked.
+
+    Returns:
+        int | None: the checkpoint's scale.
+
+    Raises:
+        KULNetError: the checkpoint's scale differs from the expected or the network's.
+    """
+    net_scale = getattr(bare, "scale", None)
+    file_scale, source = (meta.get("scale"), "its metadata") if fmt == "kulnet" else (None, "")
+    if file_scale is None:
+        file_scale, source = scale_from_name(path), "its file name"
+    if file_scale is None:  # nothing to check against: taken to be what the caller expects
+        file_scale, source = expected_scale, "expected_scale"
+        logger.warning("%s: its file, folders and contents name no scale: its scale could not be checked "
+                       "(taken to be x%s); a name with x<scale> (e.g. models_x%s/) is checked", path,
+                       expected_scale or net_scale, expected_scale or net_scale)
+    if expected_scale is not None and file_scale is not None and file_scale != expected_scale:
+        raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but x{expected_scale} was expected; "
+                          f"use the x{expected_scale} checkpoint")
+    if file_scale is not None and net_scale is not None and file_scale != net_scale:
+        raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but the network is x{net_scale}; "
+                          f"use the x{net_scale} checkpoint or set scale: {file_scale}")
+    return file_scale
+
+
 def load_network(net, path, strict=True, expected_scale=None, contents=None, estimator_follows=False):
     """Load weights into ``net``, detecting our format or the authors' raw state_dict.
 
@@ -221,30 +250,13 @@ def load_network(net, path, strict=True, expected_scale=None, contents=None, est
             mismatch.
     """
     bare = _bare(net)
-    net_scale = getattr(bare, "scale", None)
     fmt, params, meta = contents or read_checkpoint(path)
     meta = dict(meta)
     params = _strip_prefixes(params)
-    if fmt == "kulnet":
-        if meta.get("model") not in (None, type(bare).__name__):
-            raise KULNetError(f"{path}: a {meta.get('model')} checkpoint, the network is {type(bare).__name__}; "
-                              f"use a checkpoint of this network")
-        file_scale, source = meta.get("scale"), "its metadata"
-    else:
-        file_scale, source = None, ""
-    if file_scale is None:
-        file_scale, source = _scale_from_name(path), "its file name"
-    if file_scale is None:  # nothing to check against: taken to be what the caller expects
-        file_scale, source = expected_scale, "expected_scale"
-        logger.warning("%s: its file, folders and contents name no scale: its scale could not be checked "
-                       "(taken to be x%s); a name with x<scale> (e.g. models_x%s/) is checked", path,
-                       expected_scale or net_scale, expected_scale or net_scale)
-    if expected_scale is not None and file_scale is not None and file_scale != expected_scale:
-        raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but x{expected_scale} was expected; "
-                          f"use the x{expected_scale} checkpoint")
-    if file_scale is not None and net_scale is not None and file_scale != net_scale:
-        raise KULNetError(f"{path}: checkpoint is x{file_scale} ({source}) but the network is x{net_scale}; "
-                          f"use the x{net_scale} checkpoint or set scale: {file_scale}")
+    if fmt == "kulnet" and meta.get("model") not in (None, type(bare).__name__):
+        raise KULNetError(f"{path}: a {meta.get('model')} checkpoint, the network is {type(bare).__name__}; "
+                          f"use a checkpoint of this network")
+    file_scale = check_checkpoint_scale(bare, path, fmt, meta, expected_scale)
     if fmt == "kulnet" and meta.get("kernel_size") not in (None, getattr(bare, "kernel_size", None)):
         raise KULNetError(f"{path}: kernel_size {meta['kernel_size']} in the checkpoint, "
                           f"{getattr(bare, 'kernel_size', None)} in the network; set kernel_size to match")
@@ -284,21 +296,23 @@ def _check_estimator_input(estimator, meta, path):
                           f"this network's is {mine}; set network_G.estimator_input: {theirs}")
 
 
-def load_estimator(net, path):
+def load_estimator(net, path, expected_scale=None):
     """Load the kernel estimator's weights alone (``path.pretrain_model_K``): the ``kernel_extra.*``
     tensors of a whole-network checkpoint (ours or the authors'), or a file of the estimator's own
-    state_dict. Every estimator key must be there with its shape.
+    state_dict. Every estimator key must be there with its shape; the scale is checked as
+    :func:`load_network` checks it (the estimator's tensors are alike at every scale).
 
     Returns:
         dict: ``format`` and ``source`` (``'whole network'`` or ``'estimator'``), ``n_tensors``, and
         ``missing_keys``/``unexpected_keys`` (empty: a mismatch raises).
 
     Raises:
-        KULNetError: unreadable file, or not the weights of this estimator.
+        KULNetError: unreadable file, a checkpoint of another scale, or not the weights of this estimator.
     """
     estimator = _bare(net).kernel_extra
     fmt, params, meta = read_checkpoint(path)
     _check_estimator_input(estimator, meta, path)
+    check_checkpoint_scale(_bare(net), path, fmt, meta, expected_scale)
     params = _strip_prefixes(params)
     nested = {k[len(ESTIMATOR_PREFIX):]: v for k, v in params.items() if k.startswith(ESTIMATOR_PREFIX)}
     weights, source = (nested, "whole network") if nested else (params, "estimator")

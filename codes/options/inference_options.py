@@ -17,9 +17,16 @@ Public API:
 import os
 import re
 
-from options.options import check_device, check_kernel_size, reject_unknown_keys, resolve_path, validate
+from options.options import (
+    check_device,
+    check_kernel_size,
+    check_run_name,
+    reject_unknown_keys,
+    resolve_path,
+    validate,
+)
 from options.schema import NETWORK_G, Key
-from utils.errors import KULNetError
+from utils.errors import KULNetError, short
 
 # inference precisions: fp32 (the reference numerics), then autocast in bfloat16 or float16
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -50,7 +57,12 @@ def apply_scale(raw, scale):
     Args:
         raw (dict): YAML contents, changed in place.
         scale (int): the scale asked for.
+
+    Raises:
+        KULNetError: a scale below 1 (the line names the flag).
     """
+    if scale < 1:
+        raise KULNetError(f"--scale {scale}: give a positive scale (the shipped models are x2, x3 and x4)")
     raw["scale"] = scale
     if shipped_scale(raw.get("checkpoint") or DEFAULT_CHECKPOINT) is not None:
         raw["checkpoint"] = os.path.join("pretrained", f"KULNet_x{scale}.pth")
@@ -147,7 +159,7 @@ def _validate_datasets(raw, src):
     for i, entry in enumerate(raw):
         where = f"datasets[{i}]"
         if not isinstance(entry, dict):
-            raise KULNetError(f"{src}: {where} = {entry!r}: give name and dataroot_HR (or skimage)")
+            raise KULNetError(f"{src}: {where} = {short(entry)}: give name and dataroot_HR (or skimage)")
         reject_unknown_keys(entry, DATASET_KEYS, where, src, "test")
         has_root, has_sk = entry.get("dataroot_HR") is not None, entry.get("skimage") is not None
         if has_root == has_sk:
@@ -157,7 +169,7 @@ def _validate_datasets(raw, src):
         if not isinstance(name, str) or not name:
             raise KULNetError(f"{src}: {where}.name must be a non-empty string")
         if name in names:
-            raise KULNetError(f"{src}: {where}.name = {name!r} is used twice; names must differ")
+            raise KULNetError(f"{src}: {where}.name = {short(name)} is used twice; names must differ")
         names.add(name)
         item = {"name": name, "dataroot_HR": None, "skimage": None}
         if has_root:
@@ -172,7 +184,7 @@ def _validate_datasets(raw, src):
         for key in ("center_crop", "max_images"):
             value = entry.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise KULNetError(f"{src}: {where}.{key} = {value!r} must be a positive integer or ~")
+                raise KULNetError(f"{src}: {where}.{key} = {short(value)} must be a positive integer or ~")
             item[key] = value
         out.append(item)
     return out
@@ -183,13 +195,13 @@ def _validate_kernels(raw, src):
     if raw is None or raw == "paper":
         return "paper"
     if not isinstance(raw, list) or not raw:
-        raise KULNetError(f"{src}: kernels = {raw!r}; use 'paper' or a list of [sig1, sig2, theta_degrees]")
+        raise KULNetError(f"{src}: kernels = {short(raw)}; use 'paper' or a list of [sig1, sig2, theta_degrees]")
     out = []
     for i, k in enumerate(raw):
         ok = isinstance(k, (list, tuple)) and len(k) == 3 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in k)
         if not ok or k[0] <= 0 or k[1] <= 0:
-            raise KULNetError(f"{src}: kernels[{i}] = {k!r}; give [sig1, sig2, theta_degrees] "
+            raise KULNetError(f"{src}: kernels[{i}] = {short(k)}; give [sig1, sig2, theta_degrees] "
                               f"with variances sig1, sig2 > 0")
         out.append(tuple(float(v) for v in k))
     return out
@@ -239,10 +251,11 @@ def validate_test_options(raw, src="options"):
     check_kernel_size(opt, src)
     check_tile(opt, src)
     if any(n < 0 for n in opt["noise"]) or not opt["noise"]:
-        raise KULNetError(f"{src}: noise = {opt['noise']}; give a list of levels >= 0 (0..255 units)")
+        raise KULNetError(f"{src}: noise = {short(opt['noise'])}; give a list of levels >= 0 (0..255 units)")
     if opt["sv_mode"] and (kernels != "paper" or opt["kernel_file"]):
         raise KULNetError(f"{src}: sv_mode = {opt['sv_mode']} takes each block's kernel from the pattern; "
                           f"remove 'kernels' / 'kernel_file' or set sv_mode: 0")
+    check_run_name(opt["name"], src, "results")
     complete_checkpoint(opt)
     if opt["crop_border"] is None:
         opt["crop_border"] = opt["scale"]
@@ -254,6 +267,7 @@ def validate_test_options(raw, src="options"):
 def validate_real_options(raw, src="options"):
     """Check and complete the options of ``test_real.py`` (keys of :data:`REAL_SCHEMA`)."""
     opt = dict(validate(_with_sections(raw, REAL_SCHEMA), REAL_SCHEMA, "", src, "real"))
+    check_run_name(opt["name"], src, "results")
     complete_checkpoint(opt)
     check_device(opt, src)
     check_kernel_size(opt, src)
@@ -266,9 +280,12 @@ def validate_real_options(raw, src="options"):
 def checkpoint_hint(path):
     """The one-line message for a checkpoint file that does not exist."""
     scale = shipped_scale(os.path.abspath(path))
+    if scale is not None and scale not in TRAIN_OPTIONS:
+        return (f"pretrained/KULNet_x{scale}.pth: we ship no x{scale} model, and train.py trains x2, x3 and x4; "
+                f"pass --checkpoint PATH of an x{scale} model (ours or the authors' latest_G.pth)")
     if scale is not None:
         shipped = f"pretrained/KULNet_x{scale}.pth"
-        train = TRAIN_OPTIONS.get(scale, f"options/train/train_x4.yml --set scale={scale}")
+        train = TRAIN_OPTIONS[scale]
         return (f"{shipped}: not in this checkout (pretrained/MANIFEST.md lists the models we ship; "
                 f"'git checkout -- pretrained' restores them); train one with "
                 f"'python codes/train.py -opt {train}' and copy "

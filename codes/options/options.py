@@ -15,7 +15,8 @@ import yaml
 from options.authors_layout import is_authors_layout, translate
 from options.authors_table import close_key, moved_key_hint
 from options.schema import OPTIONAL_SECTIONS, REQUIRED, TRAIN_SCHEMA, Key
-from utils.errors import KULNetError
+from options.yaml_loader import load_yaml
+from utils.errors import KULNetError, short
 from utils.lmdb_layout import detect_data_type
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,7 +84,7 @@ def _coerce(value, spec: Key, where, src):
         raise KULNetError(f"{src}: {where} must not be empty (~); give a {spec.type} value")
 
     def bad(expected):
-        return KULNetError(f"{src}: {where} = {value!r} ({type(value).__name__}) is not {expected}; "
+        return KULNetError(f"{src}: {where} = {short(value)} ({type(value).__name__}) is not {expected}; "
                            f"fix the value in the option file or its command-line override")
 
     def as_float(v):
@@ -139,9 +140,9 @@ def _coerce(value, spec: Key, where, src):
     else:  # pragma: no cover - schema error
         raise AssertionError(t)
     if spec.choices is not None and out not in spec.choices:
-        raise KULNetError(f"{src}: {where} = {value!r} is not one of {list(spec.choices)}")
+        raise KULNetError(f"{src}: {where} = {short(value)} is not one of {list(spec.choices)}")
     if spec.minimum is not None and t in ("int", "float") and out < spec.minimum:
-        raise KULNetError(f"{src}: {where} = {value!r} must be >= {spec.minimum}")
+        raise KULNetError(f"{src}: {where} = {short(value)} must be >= {spec.minimum}")
     return out
 
 
@@ -151,7 +152,7 @@ def validate(raw, schema, prefix, src, kind=None):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise KULNetError(f"{src}: '{prefix}' must be a section (key: value lines), got {raw!r}")
+        raise KULNetError(f"{src}: '{prefix}' must be a section (key: value lines), got {short(raw)}")
     reject_unknown_keys(raw, schema, prefix, src, kind)
     out = OptionDict(_path=prefix)
     for key, spec in schema.items():
@@ -177,11 +178,11 @@ def validate(raw, schema, prefix, src, kind=None):
 def _apply_override(raw, item, src):
     """Apply one ``a.b=value`` override (value parsed as YAML) to the raw option dict."""
     if "=" not in item:
-        raise KULNetError(f"--set {item!r}: expected key.path=value, e.g. --set train.niter=1000")
+        raise KULNetError(f"--set {short(item)}: expected key.path=value, e.g. --set train.niter=1000")
     path, value = item.split("=", 1)
     keys = path.strip().split(".")
     try:
-        value = yaml.safe_load(value) if value.strip() else None
+        value = load_yaml(value, f"--set {short(path)}") if value.strip() else None
     except yaml.YAMLError:
         pass  # keep the text as a string
     schema, node = TRAIN_SCHEMA, raw
@@ -200,7 +201,16 @@ def _apply_override(raw, item, src):
     return raw
 
 
+def check_run_name(name, src, parent):
+    """A run ``name`` is one folder name inside ``parent`` (the experiments or results folder): no
+    separator, no ``..``, not absolute, so that a run never writes outside it nor moves another folder."""
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")) or os.path.isabs(name):
+        raise KULNetError(f"{src}: name = {short(name)} must be a folder name inside {parent} (the run's "
+                          f"folder): leave out '/', '\\' and '..'")
+
+
 def _check_semantics(opt, src, check_paths=True):
+    check_run_name(opt["name"], src, "path.experiments_root")
     scale = opt["scale"]
     tr = opt["datasets"]["train"]
     if tr["GT_size"] is None:
@@ -237,7 +247,7 @@ def check_device(opt, src):
     """``opt['device']`` must name auto, cpu, cuda or cuda:N (training and test options)."""
     dev = opt["device"]
     if dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
-        raise KULNetError(f"{src}: device = {dev!r}; use auto, cpu, cuda or cuda:N")
+        raise KULNetError(f"{src}: device = {short(dev)}; use auto, cpu, cuda or cuda:N")
 
 
 def _check_paths(opt, src):
@@ -272,7 +282,7 @@ def read_yaml(path, src=None):
         raise KULNetError(f"{src}: option file not found; check the path given to -opt")
     try:
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            raw = load_yaml(handle, src)
     except UnicodeDecodeError as err:
         raise KULNetError(f"{src}: not a UTF-8 text file (byte 0x{err.object[err.start]:02x} at offset "
                           f"{err.start}); give a YAML option file saved as UTF-8") from None

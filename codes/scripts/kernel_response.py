@@ -6,7 +6,9 @@ constant guess's kernel PSNR, the kernel response and gain, per dataset and nois
 
 The LR images are test.py's (the same kernels and seeded noise) and the estimator runs as test.py
 runs it, so the figures equal test.py's kernel columns; the SR part is skipped (the images are only
-upsampled bicubically in its place), which makes this a matter of seconds.
+upsampled bicubically in its place), which makes this a matter of seconds. ``--json`` is checked
+before the work and written to a temporary file moved into place; an existing file is replaced only
+with ``--overwrite``.
 """
 import argparse
 import json
@@ -24,8 +26,10 @@ from evaluation.protocol import build_hr_sets, build_kernels  # noqa: E402
 from evaluation.results import kernel_estimation_table, summarize  # noqa: E402
 from models.modules.kulnet import KULNetOutput  # noqa: E402
 from options.inference_options import validate_test_options  # noqa: E402
+from utils.atomic_save import atomic_write_text  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
+from utils.output_dir import check_new_file  # noqa: E402
 
 KERNEL_METRICS = ("kernel_psnr", "const_kernel_psnr", "kernel_response", "kernel_gain")
 
@@ -37,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--datasets", nargs="+", required=True, metavar="NAME=FOLDER", help="HR folders")
     p.add_argument("--noise", nargs="+", type=float, default=[0.0], metavar="LEVEL", help="0..255 units")
     p.add_argument("--device", default="auto")
-    p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     return p.parse_args(argv)
 
 
@@ -51,6 +56,8 @@ def estimate_only(model, scale):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.json:
+        check_new_file(args.json, "--json", args.overwrite, {"checkpoint": args.checkpoint})
     datasets = []
     for item in args.datasets:
         name, sep, folder = item.partition("=")
@@ -70,8 +77,8 @@ def main(argv=None):
     if args.json:
         figures = [{"dataset": e["dataset"], "noise": e["noise"], **{m: e["average"][m] for m in KERNEL_METRICS}}
                    for e in summary]
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"checkpoint": opt["checkpoint"], "scale": opt["scale"], "results": figures}, handle, indent=1)
+        doc = {"checkpoint": opt["checkpoint"], "scale": opt["scale"], "results": figures}
+        atomic_write_text(args.json, json.dumps(doc, indent=1))
     return 0
 
 

@@ -20,14 +20,18 @@ Output (see the README.txt written beside it)::
 
 The degradation is the paper's (``data.degradation.Degradation``). Deterministic: for each kernel a
 ``torch.Generator`` seeded with ``--seed`` draws the noise for the images in sorted name order, so the
-same command gives the same files. Read back with
+same command gives the same files. The set is written into a temporary folder beside OUT and moved into
+place when complete; ``--overwrite`` replaces a previous set as a whole (none of its files stay), and a
+folder that holds other files is never written into. Read back with
 ``data.PairedDataset('OUT/HR', 'OUT/kernel_01/LR', scale, kernel_folder='OUT/kernel_01')``.
 """
 import argparse
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -48,14 +52,16 @@ from evaluation.figures import kernel_image  # noqa: E402
 from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.image_io import img2tensor, list_images, mod_crop, read_image, tensor2img, write_image  # noqa: E402
 from utils.output_dir import prepare_output_dir  # noqa: E402
+from utils.output_lock import claim_output  # noqa: E402
 
 KERNEL_PNG_ZOOM = 10
+SCALES = (2, 3, 4)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Make a synthetic blind-SR test set (HR, LR per kernel, kernels).")
     p.add_argument("--hr", required=True, help="folder of HR images")
-    p.add_argument("--scale", required=True, type=int, help="SR scale (2, 3 or 4)")
+    p.add_argument("--scale", required=True, type=int, help="SR scale: 2, 3 or 4")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise level in 0..255 units (default 0)")
     p.add_argument("--sig1", type=float, nargs="+", help="kernel variances along the first axis (one per kernel)")
@@ -64,9 +70,10 @@ def parse_args(argv=None):
     p.add_argument("--kernels", help="a .npy/.mat file of one (l,l) or several (N,l,l) kernels instead")
     p.add_argument("--kernel_size", type=int, default=21, help="kernel size for sig1/sig2/theta kernels")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="write into an OUT that already holds a test set")
-    p.add_argument("--sv_mode", type=int, choices=SV_MODES,
-                   help="the authors' spatially variant pattern (a kernel per 40x40 HR block) instead of kernels")
+    p.add_argument("--overwrite", action="store_true", help="replace the test set OUT already holds, as a whole")
+    p.add_argument("--sv_mode", type=int, choices=(0,) + SV_MODES,
+                   help="1-6: the authors' spatially variant pattern (a kernel per 40x40 HR block) instead of "
+                        "kernels; 0: none")
     return p.parse_args(argv)
 
 
@@ -165,10 +172,10 @@ Spatially variant (--sv_mode {mode}): the authors' pattern {mode} (taken over fr
 """
 
 
-def write_sv_folder(args, images):
-    """``OUT/sv_mode<N>/``: the LR images of the authors' spatially variant pattern and their blocks' parameters."""
+def write_sv_folder(args, images, out):
+    """``out/sv_mode<N>/``: the LR images of the authors' spatially variant pattern and their blocks' parameters."""
     name = f"sv_mode{args.sv_mode}"
-    folder = os.path.join(args.out, name)
+    folder = os.path.join(out, name)
     os.makedirs(os.path.join(folder, "blocks"), exist_ok=True)
     generator = torch.Generator().manual_seed(args.seed)
     for image, hr in images:
@@ -184,29 +191,72 @@ def write_sv_folder(args, images):
 
 def make_testset(args):
     """Write the test set described by ``args`` (see :func:`parse_args`); returns the meta dict."""
-    if args.scale < 1:
-        raise KULNetError(f"--scale {args.scale}: must be a positive integer (2, 3 or 4)")
+    if args.scale not in SCALES:
+        raise KULNetError(f"--scale {args.scale}: give 2, 3 or 4 (the scales of the paper's kernels and models)")
     if not math.isfinite(args.noise) or args.noise < 0:
         raise KULNetError(f"--noise {args.noise}: must be a number >= 0 (0..255 units)")
-    if os.path.exists(os.path.join(args.out, "meta.json")) and not args.overwrite:
-        raise KULNetError(f"{args.out}: already holds a test set; choose another --out or add --overwrite")
+    _check_out(args.out, args.overwrite)
     if args.sv_mode and (args.kernels or args.sig1 or args.sig2 or args.theta):
         raise KULNetError(f"--sv_mode {args.sv_mode}: the pattern gives every block its kernel; leave out "
                           f"--kernels and --sig1/--sig2/--theta")
     kernels = [] if args.sv_mode else build_kernels(args)
     images = load_hr_images(args.hr, args.scale)
-    prepare_output_dir(args.out)
+    prepare_output_dir(os.path.dirname(os.path.abspath(args.out)), f"--out {args.out}: its folder")
+    with claim_output(args.out, "--out"):
+        _check_out(args.out, args.overwrite)  # again: another run may have made it meanwhile
+        work = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(args.out))}.", dir=os.path.dirname(
+            os.path.abspath(args.out)))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # a folder as os.makedirs makes it, not mkdtemp's private one
+        try:
+            meta = _write_set(args, kernels, images, work)
+            _replace(work, args.out)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    print(f"wrote {len(images)} HR images and {len(kernels)} kernel folders to {args.out}")
+    return meta
+
+
+def _check_out(out, overwrite):
+    """OUT may be new, an empty folder, or (with --overwrite) a test set; never a folder of other files."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise KULNetError(f"--out {out}: is a file, not a folder; give a folder for the results")
+    holds_set = os.path.exists(os.path.join(out, "meta.json"))
+    if holds_set and not overwrite:
+        raise KULNetError(f"{out}: already holds a test set; choose another --out or add --overwrite")
+    if os.path.isdir(out) and os.listdir(out) and not holds_set:
+        raise KULNetError(f"{out}: holds files and no test set (no meta.json); choose another --out")
+
+
+def _replace(work, out):
+    """Move the finished set ``work`` to ``out``; a previous set goes only now, as a whole."""
+    if os.path.isdir(out) and not os.listdir(out):
+        os.rmdir(out)
+    if not os.path.exists(out):
+        os.replace(work, out)
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.replaced.",
+                           dir=os.path.dirname(os.path.abspath(out)))
+    os.replace(out, os.path.join(old, "set"))
+    os.replace(work, out)
+    shutil.rmtree(old)
+
+
+def _write_set(args, kernels, images, out):
+    """Write the set's files into the folder ``out``; returns the meta dict."""
     for name, hr in images:
-        write_image(os.path.join(args.out, "HR", name + ".png"), tensor2img(hr))
+        write_image(os.path.join(out, "HR", name + ".png"), tensor2img(hr))
     meta_kernels = []
     for i, (kernel, desc) in enumerate(kernels, start=1):
-        folder = os.path.join(args.out, f"kernel_{i:02d}")
+        folder = os.path.join(out, f"kernel_{i:02d}")
         deg = Degradation(args.scale, kernel.shape[-1], random_kernel=False, sig1=1.0, sig2=1.0, theta=0.0,
                           random_noise=False, noise=args.noise)
         generator = torch.Generator().manual_seed(args.seed)
         for name, hr in images:
-            out = deg(hr, generator=generator, kernel=kernel[None])
-            write_image(os.path.join(folder, "LR", name + ".png"), tensor2img(out.lr))
+            degraded = deg(hr, generator=generator, kernel=kernel[None])
+            write_image(os.path.join(folder, "LR", name + ".png"), tensor2img(degraded.lr))
         np.save(os.path.join(folder, "kernel.npy"), kernel.numpy().astype(np.float32))
         write_image(os.path.join(folder, "kernel.png"), kernel_png(kernel.numpy()), grayscale=True)
         meta_kernels.append({"folder": f"kernel_{i:02d}", "size": int(kernel.shape[-1]), **desc})
@@ -219,17 +269,16 @@ def make_testset(args):
         "seed": args.seed,
         "images": [name for name, _ in images],
         "kernels": meta_kernels,
-        "spatially_variant": write_sv_folder(args, images) if args.sv_mode else None,
+        "spatially_variant": write_sv_folder(args, images, out) if args.sv_mode else None,
         "degradation": "the paper's: replicate pad, correlation, subsample at (0,0), noise, clamp, 8-bit",
     }
-    with open(os.path.join(args.out, "meta.json"), "w") as f:
+    with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
     source = meta_kernels[0]["source"] if meta_kernels else "-"
-    with open(os.path.join(args.out, "README.txt"), "w") as f:
+    with open(os.path.join(out, "README.txt"), "w") as f:
         f.write(README_TEMPLATE.format(hr=args.hr, scale=args.scale, noise=args.noise, seed=args.seed,
                                        n_kernels=len(kernels), source=source, zoom=KERNEL_PNG_ZOOM, out=args.out)
                 + (SV_README.format(mode=args.sv_mode, seed=args.seed) if args.sv_mode else ""))
-    print(f"wrote {len(images)} HR images and {len(kernels)} kernel folders to {args.out}")
     return meta
 
 

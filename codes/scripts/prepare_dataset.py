@@ -19,11 +19,14 @@ room. Work goes to ``OUT.partial`` and is renamed to ``OUT`` only when complete,
 run never leaves a folder that looks finished; running the same command again continues with the
 images not yet written (those whose file changed are written again), and says so. An unreadable
 file stops the run (``--on_error stop``, the default: fix or remove it, then run again to continue)
-or is left out and listed at the end (``--on_error skip``).
+or is left out and listed at the end (``--on_error skip``). A second run on the same ``--out`` is refused
+while the first holds ``OUT.lock``; a damaged partial output (a data.mdb cut short) is reported in a
+line that says to delete it.
 """
 import argparse
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import threading
@@ -40,6 +43,8 @@ from data.lmdb_writer import PartialOutput  # noqa: E402
 from utils.errors import KULNetError, one_line, run_cli  # noqa: E402
 from utils.image_io import image_size, list_images, read_image_raw  # noqa: E402
 from utils.lmdb_layout import DATA_FILE, is_prepared  # noqa: E402
+from utils.output_dir import prepare_output_dir  # noqa: E402
+from utils.output_lock import claim_output  # noqa: E402
 
 PAGE = 4096  # LMDB page size: a large value takes whole overflow pages
 
@@ -78,12 +83,25 @@ def _keys(paths):
 
 
 def _bytes_per_sample(path):
-    """2 for a 16-bit PNG (from its header), else 1: enough for the size estimate."""
-    if not path.lower().endswith(".png"):
-        return 1
+    """2 for a 16-bit image, from its header (PNG bit depth, TIFF BitsPerSample, PNM maxval), else 1;
+    2 when a TIFF or PNM header cannot be read, so that the disk check errs on the safe side."""
+    ext = os.path.splitext(path)[1].lower()
     with open(path, "rb") as handle:
-        head = handle.read(26)
-    return 2 if len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 else 1
+        head = handle.read(1024)
+    if ext == ".png":
+        return 2 if len(head) >= 26 and head[12:16] == b"IHDR" and head[24] == 16 else 1
+    if ext in (".tif", ".tiff"):
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return 2 if max(im.tag_v2.get(258, (16,))) > 8 else 1
+        except Exception:  # noqa: BLE001 - unreadable header: the safe side
+            return 2
+    if ext in (".ppm", ".pgm"):
+        fields = re.sub(rb"#[^\n]*", b" ", head).split()[:4]  # magic, width, height, maxval
+        return 1 if len(fields) == 4 and fields[3].isdigit() and int(fields[3]) < 256 else 2
+    return 1  # JPEG, BMP, WebP: 8 bits as OpenCV reads them
 
 
 def _value_bytes(h, w, itemsize):
@@ -171,9 +189,17 @@ def prepare(args, log=print):
     paths = list_images(args.hr)
     keys = _keys(paths)
     out = os.path.abspath(args.out.rstrip("/\\"))
-    _check_out(args.hr, out, args.overwrite)
     if args.workers < 1:
         raise KULNetError(f"--workers {args.workers}: give 1 or more")
+    _check_out(args.hr, out, args.overwrite)
+    prepare_output_dir(os.path.dirname(out), f"--out {args.out}: its folder")
+    with claim_output(out, "--out"):
+        _check_out(args.hr, out, args.overwrite)  # again: another run may have finished it meanwhile
+        return _prepare_claimed(args, t0, paths, keys, out, log)
+
+
+def _prepare_claimed(args, t0, paths, keys, out, log):
+    """:func:`prepare` once ``out`` is this run's (see :func:`utils.output_lock.claim_output`)."""
     sizes = [image_size(p) for p in paths]
     expected = expected_size(paths, sizes)
     image_bytes = sum(os.path.getsize(p) for p in paths)
@@ -181,7 +207,6 @@ def prepare(args, log=print):
         f"{_human(expected)}")
     partial = out + ".partial"
     resumed = os.path.isdir(partial)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     written = os.path.join(partial, DATA_FILE)
     check_disk(os.path.dirname(out), expected - (os.path.getsize(written) if os.path.isfile(written) else 0))
     fingerprints = {k: _fingerprint(p) for k, p in zip(keys, paths)}
@@ -199,7 +224,7 @@ def prepare(args, log=print):
         store.finish(kept, os.path.basename(out))
     finally:
         store.close()
-    _publish(partial, out)
+    _publish(partial, out, args.overwrite)
     seconds = time.monotonic() - t0
     lmdb_bytes = os.path.getsize(os.path.join(out, DATA_FILE))
     log(f"prepared {len(kept)} images into {out}: {_human(lmdb_bytes)}, {lmdb_bytes / image_bytes:.2f}x the "
@@ -250,8 +275,11 @@ def _fail(message, rule, partial, bar=None):
     return message
 
 
-def _publish(partial, out):
-    """Rename the finished ``partial`` to ``out`` (replacing a previous one only now)."""
+def _publish(partial, out, overwrite):
+    """Rename the finished ``partial`` to ``out`` (replacing a previous one only now, and only when asked)."""
+    if os.path.exists(out) and not overwrite:
+        raise KULNetError(f"{out}: made by another run meanwhile; this run's work is kept in {partial} "
+                          f"(delete it, or use it with --overwrite)")
     if os.path.exists(out):
         old = f"{out}.replaced"
         if os.path.exists(old):

@@ -58,6 +58,19 @@ def smooth_image(h, w, seed=0, channels=3):
     return img if channels > 1 and img.ndim == 3 else img.reshape(h, w)
 
 
+def tiny_train_options(tmp_path, extra=""):
+    """Parsed training options of a tiny x4 network on CPU (``tmp_path/hr`` as the unread training
+    folder); ``extra``: YAML lines added to the file."""
+    from options.options import parse
+
+    (tmp_path / "hr").mkdir(exist_ok=True)
+    path = tmp_path / "w.yml"
+    path.write_text(f"name: w\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
+                    f"datasets:\n  train: {{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n"
+                    f"network_G: {{est_nf: 8, sr_nf: 8, n_stages: 2}}\n" + extra)
+    return parse(str(path))
+
+
 def write_yaml(path, data):
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(data, handle, sort_keys=False)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 from _eval_helpers import run_script
+from _fixture_compare import assert_matches_fixture, fixture_mismatch, record_near_ties
 
-from data.lr_dataset import add_real_border, border_kernel
+from data.lr_dataset import add_real_border, border_kernel, remove_real_border
+from evaluation.inference import load_model, make_forward
 from utils.image_io import img2tensor, read_image
 
 SCALES = (2, 3, 4)
@@ -65,18 +67,23 @@ def test_border_kernel_and_bordered_input_equal_the_authors(real, photos, scale)
         assert diff <= 1e-6, f"x{scale} {name}: bordered input off by {diff:.3g}"
 
 
-def _levels_report(ours, theirs):
-    diff = np.abs(ours.astype(int) - theirs.astype(int))
-    return diff, (f"{(diff > 0).sum()} of {diff.size} values differ, {(diff > 1).sum()} by more than one "
-                  f"level (max {diff.max()})")
+def our_near_ties(photo, checkpoint, scale, literal):
+    """(H, W) near ties of the LSM step (:mod:`_fixture_compare`) where test_real.py restores ``photo``,
+    from the same computation run here (the bordered input, the same path, the border cropped)."""
+    opt = {"scale": scale, "kernel_size": 21, "checkpoint": str(checkpoint), "network_G": {}, "literal": literal}
+    model, _ = load_model(opt, torch.device("cpu"))
+    lr, border = add_real_border(img2tensor(read_image(str(photo))[0]), scale)
+    with torch.inference_mode(), record_near_ties() as ties:
+        make_forward(model, scale)(lr)
+    return remove_real_border(torch.from_numpy(ties.band), border, scale)[0].numpy()
 
 
 @pytest.mark.parametrize("literal", [True, False], ids=["literal", "default"])
 @pytest.mark.parametrize("scale", SCALES)
 def test_test_real_saves_the_authors_sr(real, photos, authors_checkpoints, tmp_path, scale, literal):
-    """test_real.py with an authors' checkpoint on their photos saves their image: on the literal
-    path every value within one level and at least 99.99% equal; on the default (fast) path at least
-    99.9% within one level (a rounding difference can flip one of the LSM step's masks)."""
+    """test_real.py with an authors' checkpoint on their photos saves their image, on the literal and
+    the default path: every value within one level, but for a few isolated pixels where one of the
+    LSM step's masks is within rounding of flipping (see :mod:`_fixture_compare`)."""
     out = tmp_path / "out"
     args = ["--input", photos, "--scale", scale, "--checkpoint", authors_checkpoints[scale], "--out", out,
             "--device", "cpu"] + (["--literal"] if literal else [])
@@ -86,8 +93,7 @@ def test_test_real_saves_the_authors_sr(real, photos, authors_checkpoints, tmp_p
         ours = cv2.imread(str(out / f"{name}_SR.png"), cv2.IMREAD_UNCHANGED)
         theirs = real[f"x{scale}/{name}/sr"]
         assert ours.shape == theirs.shape and ours.dtype == np.uint8  # gray photos too: three channels
-        diff, report = _levels_report(ours, theirs)
-        if literal:
-            assert diff.max() <= 1 and (diff == 0).mean() >= 0.9999, f"x{scale} {name}: {report}"
-        else:
-            assert (diff <= 1).mean() >= 0.999, f"x{scale} {name}: {report}"
+        if fixture_mismatch(ours, theirs, 1, channel_axis=2, ties=np.zeros(ours.shape[:2], bool)) is None:
+            continue  # within one level everywhere: no need to look for near ties
+        ties = our_near_ties(photos / f"{name}.png", authors_checkpoints[scale], scale, literal)
+        assert_matches_fixture(ours, theirs, 1, f"x{scale} {name}", channel_axis=2, ties=ties)

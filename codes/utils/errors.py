@@ -27,9 +27,21 @@ def run_cli(main):
         sys.exit(2)
 
 
+MAX_LINE = 1000  # characters of an error line; a longer one lost its way in a value it quotes
+
+
 def one_line(err):
-    """The user's line of an error, also when a data-loader worker wrapped it with a traceback."""
+    """The user's line of an error, also when a data-loader worker wrapped it with a traceback (at most
+    :data:`MAX_LINE` characters)."""
     text = str(err).strip()
     if "KULNetError: " in text:
         text = text.rsplit("KULNetError: ", 1)[1]
-    return text.splitlines()[0] if text else type(err).__name__
+    text = text.splitlines()[0] if text else type(err).__name__
+    return text if len(text) <= MAX_LINE else f"{text[:MAX_LINE]}... ({len(text)} characters)"
+
+
+def short(value, limit=60):
+    """``repr(value)`` for a message, cut to about ``limit`` characters: a message never quotes a whole
+    long value (an option may hold a list of thousands of entries)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -68,14 +68,17 @@ def detect_data_type(root, data_type=None):
     """
     if data_type not in (None,) + DATA_TYPES:
         raise KULNetError(f"{root}: data_type {data_type!r} is unknown; use img, lmdb, or leave it out")
+    data_type_given = data_type is not None
     if data_type is None:
         named = os.path.basename(os.path.normpath(root)).lower().endswith("lmdb")
         data_type = "lmdb" if named or is_prepared(root) else "img"
     if data_type == "lmdb":
         missing = [n for n in (DATA_FILE, META_FILE) if not os.path.isfile(os.path.join(root, n))]
         if missing:
-            raise KULNetError(f"{root}: {' and '.join(missing)} missing, so this is no prepared dataset; "
-                              f"make it with codes/scripts/prepare_dataset.py, or give a folder of images")
+            named = "" if data_type_given else " (its name ends in lmdb)"
+            raise KULNetError(f"{root}: {' and '.join(missing)} missing, so this is no prepared dataset{named}; "
+                              f"for a folder of images set data_type: img, or make the dataset with "
+                              f"codes/scripts/prepare_dataset.py")
     elif is_prepared(root):
         raise KULNetError(f"{root}: holds a prepared dataset (data.mdb, meta_info.pkl), not images; "
                           f"set data_type to lmdb or leave it out")
@@ -137,6 +140,25 @@ def _parse_resolution(text, path, fix):
     if min(c, h, w) <= 0 or c not in (1, 2, 3, 4):
         raise KULNetError(f"{path}: resolution {text!r} is not 'C_H_W' with 1 to 4 channels; {fix}")
     return h, w, c
+
+
+def check_data_size(env, folder, fix):
+    """Refuse a ``data.mdb`` shorter than the pages its meta page says are in use: a file cut short (an
+    interrupted copy or write) would kill the first reader of a missing page with a bus error.
+
+    Args:
+        env (lmdb.Environment): the folder's open environment (nothing read from it yet).
+        folder (str): the folder. fix (str): what to do, for the message.
+
+    Raises:
+        KULNetError: one line naming the file, its size and the size it needs.
+    """
+    data = os.path.join(folder, DATA_FILE)
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(data)
+    if size < needed:
+        raise KULNetError(f"{data}: {size} bytes, but its records take {needed}: the file is truncated (an "
+                          f"interrupted copy or write); {fix}")
 
 
 def write_meta_info(path, name, keys, shapes, dtypes):
