@@ -318,11 +318,17 @@ def test_sigterm_saves_a_checkpoint_at_the_current_iteration(data_dir, tmp_path)
     assert (exp / "models" / f"{stopped_at}_G.pth").is_file()
 
 
-def test_compiled_training_step_matches_eager(tmp_path):
-    """train.compile: two steps of the compiled network equal the eager ones to float rounding once
-    inductor draws its random numbers as eager does (fallback_random; by default a compiled run
-    draws the estimator's noise from inductor's own generator: same distribution, other values)."""
+@pytest.mark.parametrize("blur", ["direct", "fft"])
+def test_compiled_training_step_matches_eager(tmp_path, blur):
+    """train.compile: two steps of the compiled network equal the eager ones to float rounding, with the
+    latent mean (z = mean: no random draw, which inductor may make from a generator of its own even
+    with fallback_random, so that the estimator's gradients differ on some machines).
+
+    The first step's gradients are compared (relative to each tensor's gradient), not the weights after
+    Adam: Adam scales every element's step to about the learning rate, so where a gradient is near 0
+    the rounding of another order of operations moves a weight by a whole step."""
     import torch._inductor.config as inductor_config
+    from _eval_helpers import make_thresholds_positive
 
     from models import create_model
 
@@ -330,19 +336,26 @@ def test_compiled_training_step_matches_eager(tmp_path):
     results = {}
     for mode in ("eager", "default"):
         torch.manual_seed(0)
-        model = create_model(_tiny_opt(tmp_path, f"train: {{compile: {mode}}}\n"), device="cpu")
+        extra = f"train: {{compile: {mode}, latent_mean_iter: 2, blur_impl: {blur}}}\n"
+        model = create_model(_tiny_opt(tmp_path, extra), device="cpu")
         assert (model.net_train is model.net) == (mode == "eager")
-        losses = []
+        # positive thresholds: the LSM step is then a contraction; with t < 0 it amplifies the rounding of
+        # another order of operations by orders of magnitude, differently on each CPU
+        make_thresholds_positive(model.net)
+        losses, grads = [], None
         with inductor_config.patch(fallback_random=True):
             for step in (1, 2):
                 model.feed_data({"hr": hr})
                 assert model.optimize_parameters(step) is True
                 losses.append(model.get_current_log()["l_total"])
-        results[mode] = losses, model.net.state_dict()
-    (eager_losses, eager_w), (comp_losses, comp_w) = results["eager"], results["default"]
-    assert comp_losses == pytest.approx(eager_losses, rel=1e-5)
-    for key, value in eager_w.items():
-        torch.testing.assert_close(comp_w[key], value, rtol=1e-4, atol=1e-6, msg=key)
+                if step == 1:
+                    grads = {n: p.grad.clone() for n, p in model.net.named_parameters() if p.grad is not None}
+        results[mode] = losses, grads
+    (eager_losses, eager_g), (comp_losses, comp_g) = results["eager"], results["default"]
+    assert comp_losses == pytest.approx(eager_losses, rel=1e-4)  # inductor reorders float sums
+    assert comp_g.keys() == eager_g.keys() and len(eager_g) > 50
+    rel = {k: (comp_g[k] - v).norm().item() / (v.norm().item() + 1e-30) for k, v in eager_g.items()}
+    assert max(rel.values()) <= 1e-3, sorted(rel.items(), key=lambda kv: -kv[1])[:3]
 
 
 def test_error_in_a_data_loader_worker_exits_instead_of_hanging(tmp_path):

@@ -80,6 +80,9 @@ def _fast_len(n):
     return best
 
 
+# Run eagerly inside a compiled step: inductor's backward of these complex FFT products gave wrong kernel
+# gradients (the SR part's matched; the estimator's differed by several times their size).
+@torch.compiler.disable
 def kernel_spectrum(k, size):
     """Fourier transform of the kernels laid out for :func:`blur_fft` on maps of ``size``.
 
@@ -101,6 +104,7 @@ def kernel_spectrum(k, size):
     return torch.fft.rfft2(padded).unsqueeze(1)
 
 
+@torch.compiler.disable
 def blur_fft(x, k, transpose=False, spectrum=None):
     """``blur_batch`` (or, with ``transpose``, ``blur_transpose_batch``) via the FFT.
 
