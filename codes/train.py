@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from data import create_dataset
-from data.loader import build_train_loader
+from data.loader import build_train_loader, loader_workers
 from evaluation.validation import validate
 from models import create_model
 from models.kulnet_model import choose_compile_mode, derived_seed, load_training_state
@@ -196,6 +196,8 @@ def _run(args, opt, stop, snapshot, t_launch):
     logger.info("precision %s, %d parameters, %d images, %d iterations per epoch", model.precision,
                 sum(p.numel() for p in model.net.parameters()), len(loader.dataset),
                 sampler.batches_per_epoch())
+    workers, cut = loader_workers(opt["datasets"]["train"]["n_workers"], world)
+    logger.info("%s", cut or f"{workers} loader worker(s)")
     start_iter = 0
     if state is not None:
         weights = os.path.join(os.path.dirname(os.path.dirname(state_path)), "models", state["weights"])
