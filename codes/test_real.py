@@ -61,7 +61,8 @@ SKIMAGE_INPUTS = ("astronaut.png", "chelsea.png", "coffee.png")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description="KULNet on real LR photographs.",
+        description="KULNet on real LR photographs. Cost: about 40 s of CPU time for a 400x200 photo at x4 on "
+        "2 CPU cores (about a minute), growing with its pixels; a GPU takes a fraction of a second.",
         epilog="Outputs per input <name>.<ext>: <name>_SR.png, <name>_kernel.npy, <name>_kernel.png, "
         "<name>_uncertainty.png. Inputs that share a name (a.png and a.jpg, ignoring case) keep their "
         "extension in the output name instead: a_png_SR.png, a_jpg_SR.png, ...; a name still taken "

@@ -42,7 +42,10 @@ from utils.stop_request import StopRequest
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train KULNet.")
+    parser = argparse.ArgumentParser(description="Train KULNet. Cost: a x4 iteration (batch 16) takes 46.5 ms at "
+                                     "GT 192 on one H200 and about 20 s of CPU time at GT 96 "
+                                     "(options/train/train_cpu.yml) on 2 CPU cores; the authors' setting "
+                                     "runs 480,000 iterations.")
     parser.add_argument("-opt", "--opt", required=True, help="training option file (YAML), ours or the "
                         "authors' train.yml; from the current folder, else the repository root")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
