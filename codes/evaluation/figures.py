@@ -16,6 +16,8 @@ _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 _GREEN = (40, 220, 40)
 _RED = (255, 40, 40)
+_GRAY = (110, 110, 110)
+_DARK_GREEN = (20, 120, 20)
 # the latent variance's colour scale, absolute: the prior's variance (1) sits in the middle, so a map
 # that is as unsure as the prior everywhere looks flat
 UNCERTAINTY_RANGE = (0.0, 2.0)
@@ -78,7 +80,11 @@ def _to_pixel(point, zoom):
 
 
 def _mark_kernel(img, kernel, centre, zoom):
-    """Draw the grid's centre (green cross) and the kernel's centroid (red ring) on its image, in place."""
+    """Draw the grid (a gray frame; the shifted grid's square, whose centre is ``centre``, a green one),
+    its centre (green cross) and the kernel's centroid (red ring) on the kernel's image, in place."""
+    side = int(round(2 * centre[0] + 1)) * zoom
+    cv2.rectangle(img, (0, 0), (img.shape[1] - 1, img.shape[0] - 1), _GRAY, 1)
+    cv2.rectangle(img, (0, 0), (side - 1, side - 1), _DARK_GREEN, 1)
     size = max(4, zoom // 2)
     cv2.drawMarker(img, _to_pixel(centre, zoom), _GREEN, cv2.MARKER_CROSS, 2 * size + 1, 2, cv2.LINE_AA)
     cv2.circle(img, _to_pixel(kernel_centroid(kernel), zoom), size, _RED, 2, cv2.LINE_AA)
@@ -90,8 +96,13 @@ def _grid_caption(kernel_size, scale):
     if not scale:
         return f"green +: the centre of the {kernel_size}x{kernel_size} grid ({cx:g}, {cx:g})"
     side = kernel_size - scale + 1
-    return (f"green +: centre ({cx:g}, {cx:g}) of the authors' shifted grid, the top-left {side}x{side} "
-            f"of {kernel_size}x{kernel_size} at x{scale}")
+    return (f"green +: centre ({cx:g}, {cx:g}) of the authors' shifted grid (the green square: the "
+            f"top-left {side}x{side} of {kernel_size}x{kernel_size} at x{scale})")
+
+
+def _text_width(lines, scale=0.5):
+    """Pixels the widest of ``lines`` takes in :func:`_label`'s font at ``scale``, with a margin."""
+    return max(cv2.getTextSize(line, _FONT, scale, 3)[0][0] for line in lines) + 8
 
 
 def _caption_block(lines, width, line_height=20, scale=0.5):
@@ -125,20 +136,19 @@ def kernel_figure(k_est, k_true=None, kernel_psnr=None, zoom=16, gap=12, scale=N
     centre = kernel_centre(size, scale)
     side = size * zoom
     top = 24
-    width = max(len(panels) * side + (len(panels) - 1) * gap, 560)
+    panels_width = len(panels) * side + (len(panels) - 1) * gap
+    lines = [_grid_caption(size, scale), "red o: centroid, " + ", ".join(
+        f"{name} ({kernel_centroid(k)[0]:.1f}, {kernel_centroid(k)[1]:.1f})" for name, k in panels) + " (x, y in taps)"]
+    if kernel_psnr is not None:
+        lines.insert(0, f"kernel PSNR {kernel_psnr:.2f} dB")
+    width = max(panels_width, _text_width(lines))
     canvas = np.zeros((top + side, width, 3), np.uint8)
-    centroids = []
     for i, (name, kernel) in enumerate(panels):
         img = kernel_image(kernel, zoom)
         _mark_kernel(img, kernel, centre, zoom)
         x = i * (side + gap)
         canvas[top:top + side, x:x + side] = img
         _label(canvas, name, (x + 2, 18), 0.6)
-        cx, cy = kernel_centroid(kernel)
-        centroids.append(f"{name} ({cx:.1f}, {cy:.1f})")
-    lines = [_grid_caption(size, scale), "red o: centroid, " + ", ".join(centroids) + " (x, y in taps)"]
-    if kernel_psnr is not None:
-        lines.insert(0, f"kernel PSNR {kernel_psnr:.2f} dB")
     return np.concatenate([canvas, _caption_block(lines, width)], axis=0)
 
 
@@ -155,9 +165,7 @@ def _with_legend(img, bar, top_label, bottom_label, caption, gap=6):
     (``caption``: a string or a list of lines)."""
     lines = [caption] if isinstance(caption, str) else list(caption)
     h, w = img.shape[:2]
-    label_w = 9 * max(len(top_label), len(bottom_label)) + 4
-    caption_w = 10 * max(len(line) for line in lines) + 8
-    width = max(w + gap + bar.shape[1] + 4 + label_w, caption_w)
+    width = max(w + gap + bar.shape[1] + 4 + _text_width([top_label, bottom_label]), _text_width(lines))
     canvas = np.zeros((h, width, 3), np.uint8)
     canvas[:h, :w] = img
     x = w + gap
