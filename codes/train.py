@@ -43,7 +43,7 @@ from utils.stop_request import StopRequest
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train KULNet. Cost: a x4 iteration (batch 16) takes 46.5 ms at "
-                                     "GT 192 on one H200 and about 20 s of CPU time at GT 96 "
+                                     "GT 192 on one H200 and 17 to 19 s of CPU time at GT 96 "
                                      "(options/train/train_cpu.yml) on 2 CPU cores; the authors' setting "
                                      "runs 480,000 iterations.")
     parser.add_argument("-opt", "--opt", required=True, help="training option file (YAML), ours or the "
