@@ -79,3 +79,17 @@ def test_shipped_model_reproduces_its_reference_output(shared_datasets, scale):
     print(f"x{scale}: PSNR_Y {psnr:.4f} dB, kernel PSNR {k_psnr:.4f} dB")
     assert psnr == pytest.approx(psnr_y, abs=0.005)
     assert k_psnr == pytest.approx(kernel_psnr_db, abs=0.005)
+
+
+def test_option_files_and_the_manifest_name_no_machine_they_ran_on():
+    """What ships says the hardware (in the manifest's runs), never a machine's paths or a run's session."""
+    import glob
+    import re
+
+    paths = glob.glob(os.path.join(REPO_ROOT, "options", "**", "*.yml"), recursive=True)
+    paths += [os.path.join(PRETRAINED, "manifest.json"), os.path.join(PRETRAINED, "MANIFEST.md")]
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        machine = r"(?<![\w.])/(home|root|tmp|work|mnt|Users)/|[A-Z]:\\\\|\bsessions?\b|hostname"
+        assert not re.search(machine, text), path
