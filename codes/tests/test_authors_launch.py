@@ -4,6 +4,7 @@ with their data and checkpoints where their paths point (tiny images, tiny netwo
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def test_their_train_yml(checkout, where, opt, launch, env):
     exp = os.path.join(checkout, "experiments", "KULNet_train_x2")
     assert os.path.isfile(os.path.join(exp, "models", "latest_G.pth"))
     (log,) = glob.glob(os.path.join(exp, "train_*.log"))
-    text = open(log).read()
+    # the report's notes are wrapped: their continuation lines (indented) joined back, the log's prefix dropped
+    text = re.sub(r"\n\S+ \S+ INFO:   ", " ", open(log).read())
     assert "the authors' layout (their train.yml); translated name" in text
     assert "ignored cal_lr_psnr = False: validation always reports the LR PSNR here" in text
     assert "validation at iteration 2" in text and "done: 2 iterations" in text
