@@ -11,8 +11,8 @@ Four tables, each between its markers in the README (``<!-- NAME:start -->`` ...
 - ``gpu-check``: the runs of ``gpu_check.sh`` in GPU_CHECK_DIR (omitted: the table is left as it is);
 - ``history``: earlier measurements recorded in ``results/history.json``.
 
-The repository README's speed table (:func:`readme_speed_table`) is rendered by
-``codes/scripts/render_readme.py``.
+The repository README's speed table (:func:`readme_speed_table`) and quick-start table
+(:func:`readme_quick_start`) are rendered by ``codes/scripts/render_readme.py``.
 """
 import argparse
 import glob
@@ -125,6 +125,20 @@ def readme_speed_table(results_dir=RESULTS):
                 rows.append([figure, _ms(authors), _ms(best["ours_ms"]), f"{authors / best['ours_ms']:.1f}x",
                              best["ours_settings"]])
     return table(["on one H200", "authors' code, ms", "ours, ms", "speed-up", "our settings"], rows)
+
+
+def readme_quick_start(path=os.path.join(RESULTS, "quick_start_cpu.json")):
+    """The table ``python codes/test.py`` prints with no arguments, and the time it took on what, from
+    the record of ``codes/benchmarks/quick_start.py``."""
+    record = read_json(path)
+    if record["device"].startswith("cuda"):
+        machine = record["device_name"]
+    else:
+        machine = f"a {record['usable_cores']}-core CPU ({record['device_name']})"
+    note = f", {record['note']}" if record.get("note") else ""
+    return (f"{record['table']}\n\nIt printed this in {record['wall_s']:.0f} s ({record['cpu_s']:.0f} s of CPU time) "
+            f"on {machine}{note} (load average {record['load_average_before'][0]:.1f} as it started), "
+            f"torch {record['torch']} (`codes/benchmarks/quick_start.py`).")
 
 
 def gpu_check_tables(folder):

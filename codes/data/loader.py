@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
+from utils.device import usable_cores
 from utils.errors import KULNetError
 from utils.stop_request import ignore_stop_signals, stop_workers_at_exit
 
@@ -33,12 +34,36 @@ class RepeatedDataset(Dataset):
         return self.dataset[index % len(self.dataset)]
 
 
+def loader_workers(requested, world=1, cores=None):
+    """The loader workers of each process: ``datasets.train.n_workers`` split over the ``world``
+    processes, and never more than the CPU cores each process has (more workers than cores only
+    take turns with the training step on the same cores).
+
+    Args:
+        requested (int): ``datasets.train.n_workers`` (in total).
+        world (int): processes (DDP ranks).
+        cores (int | None): usable CPU cores (None: :func:`utils.device.usable_cores`).
+
+    Returns:
+        tuple: (workers per process, a line saying why they were cut, or None when they were not).
+    """
+    per_rank = requested // world if world > 1 else requested
+    cores = usable_cores() if cores is None else cores
+    limit = max(1, cores // world)
+    if per_rank <= limit:
+        return per_rank, None
+    each = "" if world == 1 else f" for each of the {world} processes"
+    return limit, (f"datasets.train.n_workers = {requested}: more loader workers than the {cores} CPU core(s) "
+                   f"this process may use; {limit} worker(s){each}")
+
+
 def build_train_loader(opt, rank, world, device, uint8_crops=None, repeat=1):
     """The training DataLoader and its sampler, from the parsed training options.
 
     Args:
         opt (dict): training options (``datasets.train``, ``scale``, ``train.manual_seed``).
-        rank (int), world (int): DDP placement; each rank gets ``batch_size / world`` items.
+        rank (int), world (int): DDP placement; each rank gets ``batch_size / world`` items and
+            :func:`loader_workers` workers.
         device (torch.device): the training device (pinned memory on CUDA).
         uint8_crops (bool | None): 8-bit crops as uint8 tensors (see :func:`hr_to_device`); None: on
             CUDA only. On the CPU the float conversion would run in the training process, on the
@@ -70,7 +95,7 @@ def build_train_loader(opt, rank, world, device, uint8_crops=None, repeat=1):
     if sampler.batches_per_epoch() == 0:
         raise KULNetError(f"datasets.train.dataroot_GT: {len(dataset)} images are fewer than one "
                           f"batch of {batch}; add images or lower datasets.train.batch_size")
-    workers = train_opt["n_workers"] // world if world > 1 else train_opt["n_workers"]
+    workers, _ = loader_workers(train_opt["n_workers"], world)
     if workers > 0:
         stop_workers_at_exit()  # they ignore SIGTERM: without this an error could leave the process hanging
     loader = DataLoader(

@@ -60,7 +60,7 @@ def low_response_note(checkpoint, manifest=MANIFEST):
 
 # ------------------------------------------------------------------------------------------ rendering
 PAPER_TRAINING = "480k iterations on DF2K (3,450 images), batch 16"
-METHODS = (("kulnet", "KULNet"), ("bicubic", "bicubic"), ("non_blind", "true kernel (non-blind)"))
+METHODS = (("kulnet", "KULNet"), ("bicubic", "bicubic"), ("non_blind", "SR part given the true kernel"))
 
 
 def _cell(m, digits=2):

@@ -5,13 +5,14 @@ A file is the authors' when it says ``model: blind``, ``distortion: ...``, ``gpu
 ``network_G: {which_model_G: BlindNet}``. Its relative paths are taken from ``codes/``, as their
 scripts (run from ``codes/``) take them, and come out relative to the repository root, as ours are.
 A key of our layout at the same place is kept as it is (``device: cpu`` in their test.yml, say). The
-run reports the translation in one line and every ignored key in a line of its own
-(:meth:`Translation.lines`); :func:`our_layout_yaml` writes the equivalent file in our layout.
+run reports the translation in one note and every ignored key in a note of its own, each wrapped to
+100 characters (:meth:`Translation.lines`); :func:`our_layout_yaml` writes the equivalent file in our layout.
 
 Public API: is_authors_layout, translate, Translation, our_layout_yaml, add_layout_flags
 """
 import argparse
 import os
+import textwrap
 from dataclasses import dataclass, field
 
 import yaml
@@ -22,6 +23,7 @@ from utils.errors import KULNetError
 
 CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(CODES_DIR)
+REPORT_WIDTH = 100  # characters a line of the translation's report takes at most
 
 
 def is_authors_layout(raw):
@@ -42,14 +44,17 @@ class Translation:
     ignored: list = field(default_factory=list)  # (key, value, reason)
     empty: list = field(default_factory=list)  # keys given as ~ (the default here applies)
 
-    def lines(self):
-        """One line for the translation, then one line per ignored key."""
+    def lines(self, width=REPORT_WIDTH):
+        """A note for the translation, then one per ignored key, each wrapped to ``width`` characters
+        (continuation lines start with two spaces)."""
         first = (f"{self.src}: the authors' layout (their {FILES[self.kind]}); translated "
                  f"{', '.join(text for _, text in self.translated) or 'nothing'}")
         if self.empty:
             first += f"; ~ (the default here): {', '.join(self.empty)}"
         first += f"; relative paths taken from codes/ ({CODES_DIR}), as their scripts take them"
-        return [first] + [f"{self.src}: ignored {key} = {value!r}: {reason}" for key, value, reason in self.ignored]
+        notes = [first] + [f"{self.src}: ignored {key} = {value!r}: {reason}" for key, value, reason in self.ignored]
+        return [line for note in notes for line in textwrap.wrap(note, width, subsequent_indent="  ",
+                                                                 break_long_words=False, break_on_hyphens=False)]
 
 
 def _leaves(raw, prefix=""):

@@ -6,9 +6,9 @@ constant guess's kernel PSNR, the kernel response and gain, per dataset and nois
 
 The LR images are test.py's (the same kernels and seeded noise) and the estimator runs as test.py
 runs it, so the figures equal test.py's kernel columns; the SR part is skipped (the images are only
-upsampled bicubically in its place), which makes this a matter of seconds. ``--json`` is checked
-before the work and written to a temporary file moved into place; an existing file is replaced only
-with ``--overwrite``.
+upsampled bicubically in its place). Set5 at x4 (45 estimates) takes about 40 s of CPU time, under a
+minute on 2 CPU cores. ``--json`` is checked before the work and written to a temporary file moved into
+place; an existing file is replaced only with ``--overwrite``.
 """
 import argparse
 import json
@@ -32,10 +32,12 @@ from utils.errors import KULNetError, run_cli  # noqa: E402
 from utils.output_dir import check_new_file  # noqa: E402
 
 KERNEL_METRICS = ("kernel_psnr", "const_kernel_psnr", "kernel_response", "kernel_gain")
+COST = ("Cost: the estimator alone, no SR part: Set5 at x4 (nine kernels, 45 estimates) takes about 40 s "
+        "of CPU time, under a minute on 2 CPU cores.")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=COST)
     p.add_argument("--checkpoint", required=True, help="weights file (ours or the authors' latest_G.pth)")
     p.add_argument("--scale", type=int, required=True)
     p.add_argument("--datasets", nargs="+", required=True, metavar="NAME=FOLDER", help="HR folders")

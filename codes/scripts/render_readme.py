@@ -1,5 +1,6 @@
 """Render the generated tables of the repository's README from their records, so that none is typed
-by hand: the shipped models (``pretrained/manifest.json``), the speed of the authors' code against
+by hand: the quick start's table and time (``codes/benchmarks/results/quick_start_cpu.json``), the
+shipped models (``pretrained/manifest.json``), the speed of the authors' code against
 ours (``codes/benchmarks/results``) and the authors' option keys that live under another name here
 (the translation table of ``options/authors_table.py``).
 
@@ -14,7 +15,7 @@ import sys
 if __package__ in (None, ""):  # run as a script: put codes/ on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.render_tables import readme_speed_table, replace_between  # noqa: E402
+from benchmarks.render_tables import readme_quick_start, readme_speed_table, replace_between  # noqa: E402
 from evaluation.shipped import MANIFEST, load_manifest, render_readme_table  # noqa: E402
 from options.authors_table import moved_keys_table  # noqa: E402
 from options.options import REPO_ROOT  # noqa: E402
@@ -26,7 +27,8 @@ README = os.path.join(REPO_ROOT, "README.md")
 
 def rendered(text, path=README):
     """``text`` with every generated table replaced by what its record gives."""
-    for name, body in (("shipped-results", render_readme_table(load_manifest(MANIFEST))),
+    for name, body in (("quick-start", readme_quick_start()),
+                       ("shipped-results", render_readme_table(load_manifest(MANIFEST))),
                        ("speed", readme_speed_table()), ("authors", moved_keys_table())):
         text = replace_between(text, name, body, path)
     return text

@@ -4,7 +4,8 @@
         --train_seconds 420 --hardware "NVIDIA H100 80GB HBM3" [--continues] [--device cuda]
 
 1. reads TRAINED (our format: its metadata gives the scale, the widths and the iterations);
-2. writes a float16 copy (``save_network(dtype=torch.float16)``, about 5.8 MB) beside ``--out``;
+2. writes a float16 copy (``save_network(dtype=torch.float16)``, about 5.8 MB) beside ``--out``, whose
+   metadata keeps the network and the training's extent (``SHIPPED_META``), not the run's name;
 3. runs ``codes/test.py`` (the paper protocol: nine kernels, noise 0) on Set5 with TRAINED and with
    the copy, and refuses to ship when their PSNR_Y differ by ``--max_delta_db`` (0.01 dB) or more;
 4. measures the copy on Set5 and Set14 (noise 0; x4 also noise 10) with the bicubic and true-kernel
@@ -44,6 +45,11 @@ from utils.errors import KULNetError, run_cli  # noqa: E402
 
 README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"
 METHODS = (("kulnet", ""), ("bicubic", "bicubic_"), ("non_blind", "nonblind_"))  # manifest key, test.py prefix
+# what a shipped file's metadata keeps of the trained checkpoint's: the network and its training's extent,
+# nothing of the run or the machine it was made on (train.py records the run's name; the manifest
+# records the hardware)
+SHIPPED_META = ("scale", "kernel_size", "model", "code_version", "iteration", "epoch", "network_G", "runs",
+                "stored_dtype")
 
 
 def parse_args(argv=None):
@@ -215,7 +221,8 @@ def main(argv=None):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ship_", dir=os.path.dirname(out)) as work:  # same filesystem
         half = os.path.join(work, name)
-        save_network(net, half, {**meta, "iteration": iterations, "runs": len(runs)}, dtype=torch.float16)
+        kept = {k: v for k, v in meta.items() if k in SHIPPED_META}
+        save_network(net, half, {**kept, "iteration": iterations, "runs": len(runs)}, dtype=torch.float16)
         full = run_protocol(args.trained, scale, {"Set5": args.set5}, [0.0], False, args.device,
                             os.path.join(work, "float32"))[("Set5", 0.0)]["psnr_y"]
         averages = run_protocol(half, scale, datasets, noise, True, args.device, os.path.join(work, "float16"))

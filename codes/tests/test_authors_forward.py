@@ -17,11 +17,9 @@ CASES = ("x4_37x45", "x4_48x32", "x3_41x41", "x2_50x33")
 
 @pytest.fixture(scope="module")
 def fixture(request):
-    from conftest import SHARED_REFERENCE
+    from conftest import REFERENCE_DIR
 
-    path = os.path.join(SHARED_REFERENCE, "authors_forward.npz")
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is absent (the ../shared folder is not beside this checkout)")
+    path = os.path.join(REFERENCE_DIR, "authors_forward.npz")
     return dict(np.load(path))
 
 

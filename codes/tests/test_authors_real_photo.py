@@ -19,11 +19,9 @@ PHOTOS = ("rgb", "gray")
 
 
 def _load(name):
-    from conftest import SHARED_REFERENCE
+    from conftest import REFERENCE_DIR
 
-    path = os.path.join(SHARED_REFERENCE, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is absent (the ../shared folder is not beside this checkout)")
+    path = os.path.join(REFERENCE_DIR, name)
     return dict(np.load(path))
 
 

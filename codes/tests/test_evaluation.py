@@ -322,22 +322,41 @@ def test_test_py_end_to_end_with_a_random_checkpoint(tmp_path):
 
 # -------------------------------------------------------------------------------------- figures
 def test_kernel_and_uncertainty_figures():
-    from evaluation.figures import comparison_figure, kernel_figure, kernel_image, uncertainty_map
+    from evaluation.figures import (
+        comparison_figure,
+        kernel_centre,
+        kernel_centroid,
+        kernel_figure,
+        kernel_image,
+        uncertainty_map,
+    )
 
     k = paper_kernels(4)[0]
     img = kernel_image(k, zoom=3)
     assert img.shape == (63, 63, 3) and img.max() == 255  # normalised to its maximum
     peak = np.unravel_index(int(k.argmax()), k.shape)
     assert img[peak[0] * 3 + 1, peak[1] * 3 + 1, 0] == 255 and img[-1, -1, 0] == 0
-    fig = kernel_figure(k, k, 50.0, zoom=4)
-    assert fig.shape[1] == 2 * 84 + 8 and fig.dtype == np.uint8
-    assert kernel_figure(k, zoom=4).shape[1] == 84  # real photos: the estimate alone
+    # large enough to read: 16 pixels a tap, two kernels side by side, the caption under them
+    fig = kernel_figure(k, k, 50.0, scale=4)
+    assert fig.shape[1] >= 2 * 21 * 16 + 12 and fig.shape[0] > 21 * 16 + 60 and fig.dtype == np.uint8
+    assert kernel_figure(k).shape[1] >= 21 * 16  # real photos: the estimate alone
+    # the authors' grid: the top-left 18x18 at x4, centred at 8.5 taps, where the true kernel's centroid is
+    assert kernel_centre(21, 4) == (8.5, 8.5) and kernel_centre(21, 2) == (9.5, 9.5) and kernel_centre(21) == (10, 10)
+    assert kernel_centroid(k) == pytest.approx((8.5, 8.5), abs=1e-4)
+    green, red = (40, 220, 40), (255, 40, 40)
+    true_panel = fig[24:24 + 21 * 16, :21 * 16]
+    assert tuple(true_panel[int(9 * 16), int(9 * 16)]) == green  # the cross on the centre of tap (8.5, 8.5)
+    assert (true_panel == red).all(-1).any() and not (fig[:, 21 * 16 + 12:] == red).all(-1).all()
 
     log_var = torch.zeros(1, 4, 6, 8)
     log_var[0, :, 2, 5] = 1.0  # one unsure LR pixel: variance exp(2) there, 1 elsewhere
-    heat, (lo, hi) = uncertainty_map(log_var, (24, 32))
+    heat, (lo, hi), scale_range = uncertainty_map(log_var, (24, 32))
     assert heat.shape == (24, 32, 3)
-    assert lo == pytest.approx(1.0) and hi == pytest.approx(math.exp(2.0))
+    assert lo == pytest.approx(1.0) and hi == pytest.approx(math.exp(2.0)) and scale_range == (0.0, hi)
+    # an absolute scale: a map as unsure as the prior everywhere is flat, in the middle of the scale
+    flat, (lo, hi), scale_range = uncertainty_map(torch.full((1, 4, 6, 8), 0.01), (24, 32))
+    assert scale_range == (0.0, 2.0) and (flat == flat[0, 0]).all()
+    assert 0.4 < flat[0, 0].astype(int).sum() / (3 * 255) < 0.8  # the middle of the colour map, not an end
     brightness = heat.astype(int).sum(2)
     y, x = np.unravel_index(int(brightness.argmax()), brightness.shape)
     assert abs(y - (2 * 4 + 1.5)) <= 2 and abs(x - (5 * 4 + 1.5)) <= 2

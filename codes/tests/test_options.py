@@ -47,6 +47,7 @@ def test_authors_setting():
         assert o["train"] == t  # same training setting at every scale
 
 
+@pytest.mark.photo_sets("train/HR", "Set14/HR")
 def test_short_recipe_is_a_cosine_to_its_last_iteration(shared_datasets):
     """The recipe of the shipped models: warm-up, one cosine cycle that ends at train.niter; its data
     folders given on the command line, as its header says."""

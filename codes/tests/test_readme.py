@@ -56,9 +56,9 @@ def test_readme_links_exist_and_it_stays_short():
     assert "pip install -r requirements.txt" in quick and "python -m pytest" in quick
 
 
-@pytest.mark.parametrize("marker", ["shipped-results", "speed"])
+@pytest.mark.parametrize("marker", ["quick-start", "shipped-results", "speed"])
 def test_readme_tables_are_rendered(marker):
-    """The models' and the speed table come from their records, between their markers."""
+    """The quick start's, the models' and the speed table come from their records, between their markers."""
     section = _text().split(f"<!-- {marker}:start -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
     assert section.strip().startswith("|") and section.count("\n|") >= 3
 
@@ -68,3 +68,29 @@ def test_readme_tables_equal_their_records():
     from scripts.render_readme import rendered
 
     assert rendered(_text()) == _text(), "run python codes/scripts/render_readme.py"
+
+
+def test_readme_links_the_papers_code_and_data_and_installs_for_a_cpu():
+    text = _text()
+    for link in ("github.com/Fangzhenxuan/UncertaintySR", "github.com/JingyunLiang/MANet",
+                 "data.vision.ee.ethz.ch/cvl/DIV2K", "github.com/LimBee/NTIRE2017",
+                 "see.xidian.edu.cn/faculty/wsdong/Projects/ECCV22-UncertaintySR",
+                 "](illustrations/visual_comparison_x4.png)"):
+        assert link in text, link
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in quick
+    assert "Python 3.11.7" in quick and "PyTorch 2.13.0" in quick and "PyTorch 2.4" in quick
+    assert "options/train/train_cpu.yml" in text
+
+
+def test_the_faithfulness_checks_need_nothing_outside_the_repository():
+    """The Tests section speaks of no folder beside the checkout; the reference files are in the repository."""
+    tests = _text().split("## Tests", 1)[1].split("\n## ", 1)[0]
+    assert "shared" not in tests and "codes/tests/reference" in tests
+    folder = os.path.join(REPO_ROOT, "codes", "tests", "reference")
+    with open(os.path.join(folder, "README.md"), encoding="utf-8") as handle:
+        listed = re.findall(r"^\| `([^`]+)` \|", handle.read(), re.M)
+    assert len(listed) == 6 and sorted(listed) == sorted(n for n in os.listdir(folder) if n != "README.md")
+    from conftest import REFERENCE_DIR
+
+    assert REFERENCE_DIR == folder

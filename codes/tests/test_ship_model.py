@@ -16,7 +16,7 @@ README = "# x\n\n## Results\n\n<!-- shipped-results:start -->\nnothing yet\n<!--
 def _setup(tmp_path):
     trained = tmp_path / "exp" / "latest_G.pth"
     net = tiny_model(scale=4, seed=3)
-    save_network(net, str(trained), {"iteration": 120})
+    save_network(net, str(trained), {"iteration": 120, "epoch": 3, "options": "KULNet_x4_somewhere"})
     for folder, n in (("Set5", 2), ("Set14", 1)):
         for i in range(n):
             write_image(str(tmp_path / folder / f"im{i}.png"), smooth_image(44, 52, seed=20 + i))
@@ -39,6 +39,7 @@ def test_ship_model_float16_manifest_readme_and_continuation(tmp_path):
     shipped = tmp_path / "pretrained" / "KULNet_x4.pth"
     fmt, params, meta = read_checkpoint(str(shipped))
     assert fmt == "kulnet" and meta["stored_dtype"] == "float16" and meta["iteration"] == 120
+    assert "options" not in meta and meta["epoch"] == 3 and meta["runs"] == 1  # no run name is shipped
     assert all(v.dtype == torch.float16 for v in params.values() if v.is_floating_point())
     assert shipped.stat().st_size < 0.6 * trained.stat().st_size
     # loading casts back to float32: the float16-rounded weights of the trained network

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from _eval_helpers import run_script, smooth_image, write_tiny_checkpoint, write_yaml
 
+CAPTION_2, CAPTION_3 = 2 * 20 + 6, 3 * 20 + 6  # pixels of a figure's caption of two / three lines
+
 
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
@@ -48,9 +50,10 @@ def test_bad_inputs_are_reported_and_the_rest_processed(tiny_setup, tmp_path):
         k = np.load(out / f"{stem}_kernel.npy")
         assert k.shape == (21, 21) and k.dtype == np.float32
         assert abs(float(k.sum()) - 1) < 1e-4 and k.min() >= 0
-        heat = cv2.imread(str(out / f"{stem}_uncertainty.png"))  # the map, a colour bar, a caption
-        assert heat.shape[0] == 4 * h + 22 and heat.shape[1] >= 4 * w + 20
-        assert cv2.imread(str(out / f"{stem}_kernel.png")) is not None
+        heat = cv2.imread(str(out / f"{stem}_uncertainty.png"))  # the map (SR size), a colour bar, a caption
+        assert heat.shape[0] == 4 * h + CAPTION_2 and heat.shape[1] >= 4 * w + 20
+        # the kernel at 16 pixels a tap with its scale bar and the three caption lines naming the grid
+        assert cv2.imread(str(out / f"{stem}_kernel.png")).shape[0] == 21 * 16 + CAPTION_3
     for stem in ("e_corrupt", "f_tiny", "notes"):
         assert not list(out.glob(f"{stem}_*"))
 
@@ -133,7 +136,7 @@ def test_border_and_tiling_together(tiny_setup, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "1 of 1 image(s) restored" in res.stdout and "border on" in res.stdout
     assert cv2.imread(str(tmp_path / "cli" / "photo_SR.png")).shape == (104, 136, 3)
-    assert cv2.imread(str(tmp_path / "cli" / "photo_uncertainty.png")).shape[0] == 104 + 22
+    assert cv2.imread(str(tmp_path / "cli" / "photo_uncertainty.png")).shape[0] == 104 + CAPTION_2
 
     model = tiny_model(4, positive_thresholds=True)
     calls = []

@@ -10,7 +10,7 @@ import pytest
 import torch
 from _lmdb_helpers import authors_lmdb, write_kinds, write_photos
 
-from data.loader import build_train_loader, collate_hr, hr_to_device
+from data.loader import build_train_loader, collate_hr, hr_to_device, loader_workers
 from options.options import REPO_ROOT
 from utils.image_io import raw_to_float
 
@@ -115,5 +115,25 @@ def test_train_py_on_a_prepared_dataset_trains_as_on_the_folder(tmp_path):
                 "logger: {print_freq: 1, save_checkpoint_freq: 2, progress_bar: false, use_tb_logger: false}\n"
                 f"path: {{experiments_root: {tmp_path / 'exp'}}}\n")
         losses[name], log = _run_train(text, tmp_path, name)
-        assert "validation at iteration 2" in log
+        assert "validation at iteration 2" in log and "1 loader worker(s)" in log
     assert len(losses["lmdb"]) == 2 and losses["lmdb"] == losses["folder"]
+
+
+@pytest.mark.parametrize("requested, world, cores, expected", [
+    (8, 1, 2, 2), (1, 1, 2, 1), (0, 1, 2, 0), (8, 2, 2, 1), (8, 2, 16, 4), (3, 1, 16, 3)])
+def test_loader_workers_never_exceed_the_cores(requested, world, cores, expected):
+    workers, note = loader_workers(requested, world, cores)
+    assert workers == expected
+    if requested // world > expected:
+        assert note.startswith(f"datasets.train.n_workers = {requested}: more loader workers than the {cores} CPU")
+        assert f"; {expected} worker(s)" in note
+    else:
+        assert note is None
+
+
+def test_the_loader_uses_the_clipped_workers(tmp_path):
+    from utils.device import usable_cores
+
+    folder = write_photos(str(tmp_path / "hr"), 2, 48)
+    loader, _ = build_train_loader(_opt(folder, usable_cores() + 3), 0, 1, CPU)
+    assert loader.num_workers == usable_cores()

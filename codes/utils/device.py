@@ -1,5 +1,7 @@
-"""Choosing the device: CUDA when present, overridable, checked with a one-line error."""
+"""Choosing the device: CUDA when present, overridable, checked with a one-line error; the CPU cores
+this process may use."""
 import contextlib
+import os
 
 import torch
 
@@ -33,6 +35,15 @@ def resolve_device(name="auto", local_rank=0):
     elif device.type != "cpu":
         raise KULNetError(f"device = {name!r}: use auto, cpu, cuda or cuda:N")
     return device
+
+
+def usable_cores():
+    """The CPU cores this process may run on: its affinity where the system says it (a container or
+    ``taskset`` may allow fewer than the machine has), else ``os.cpu_count()``; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
