@@ -55,7 +55,7 @@ class HRDataset(Dataset):
             data loader); :func:`data.loader.hr_to_device` turns them into the same floats.
 
     Attribute ``texture_tries`` (default 1, the paper): > 1 draws that many windows per item and keeps
-    the one with the most texture (:func:`texture_score`), since a flat crop carries no information
+    the one with the most texture (:func:`texture_score`), since a flat crop holds no information
     about its blur.
 
     Items:

@@ -91,3 +91,17 @@ def checkout_without_pretrained(tmp_path):
     for folder in ("codes", "options"):
         shutil.copytree(os.path.join(REPO_ROOT, folder), os.path.join(root, folder), ignore=skip)
     return root
+
+
+def record_latent_mean(estimator):
+    """Wrap ``estimator.latent`` so that each call appends whether it gave the latent mean (z = mean);
+    returns that list."""
+    used_mean, latent = [], estimator.latent
+
+    def spy(mean, log_var):
+        z = latent(mean, log_var)
+        used_mean.append(torch.equal(z, mean))
+        return z
+
+    estimator.latent = spy
+    return used_mean

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _eval_helpers import record_latent_mean
 from _lmdb_helpers import write_photos
 
 from data.degradation import EXTREME_FRACTION, Degradation, to_extremes
@@ -36,7 +37,7 @@ def test_kernel_map_l1_closed_forms():
     k = paper_kernels(4, 11)[:2]  # (2, 11, 11)
     exact = k.flatten(1)[:, :, None, None].expand(-1, -1, 3, 5)
     assert kernel_map_l1(exact, k).item() == 0.0
-    other = k.flip(0)  # each image's pixels all carry the other image's kernel
+    other = k.flip(0)  # each image's pixels all hold the other image's kernel
     want = kernel_l1_distance(other, k).item()
     assert kernel_map_l1(other.flatten(1)[:, :, None, None].expand(-1, -1, 3, 5), k).item() == pytest.approx(want)
     half = exact.clone()
@@ -290,15 +291,7 @@ def test_sr_mode_trains_the_sr_part_on_a_frozen_estimator(tmp_path):
     torch.manual_seed(0)
     model = create_model(_opt(tmp_path, "train: {mode: sr, latent_mean_iter: 0}\n"), device="cpu")
     before = {k: v.clone() for k, v in model.net.state_dict().items()}
-    estimator, used_mean = model.net.kernel_extra, []
-    latent = estimator.latent
-
-    def spy(mean, log_var):
-        z = latent(mean, log_var)
-        used_mean.append(torch.equal(z, mean))
-        return z
-
-    estimator.latent = spy
+    used_mean = record_latent_mean(model.net.kernel_extra)
     model.feed_data({"hr": torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))}, step=1)
     assert model.optimize_parameters(1) is True
     changed = {k.split(".")[0] for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])}

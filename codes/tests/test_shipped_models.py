@@ -82,7 +82,7 @@ def test_shipped_model_reproduces_its_reference_output(shared_datasets, scale):
 
 
 def test_option_files_and_the_manifest_name_no_machine_they_ran_on():
-    """What ships says the hardware (in the manifest's runs), never a machine's paths or a run's session."""
+    """What ships says the hardware (in the manifest's runs), never a machine's paths or a run's name."""
     import glob
     import re
 

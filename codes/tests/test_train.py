@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from _eval_helpers import record_latent_mean
 from _lmdb_helpers import write_photos
 
 from options.options import REPO_ROOT, parse
@@ -89,7 +90,8 @@ def test_short_run_writes_everything(straight_run):
     assert sorted(losses) == [1, 2, 3, 4, 5, 6]
     assert [float(losses[i][0]) for i in range(1, 7)] == [2e-4] * 3 + [1e-4] * 3  # milestone 4
     log = open(glob.glob(os.path.join(exp, "train_*.log"))[0]).read()
-    assert re.search(r"validation at iteration 6: psnr_y \d+\.\d+, ssim_y \S+, kernel_psnr \d+\.\d+, lr_psnr_y", log)
+    assert re.search(r"validation at iteration 6 \(\d+\.\d s\): psnr_y \d+\.\d+, ssim_y \S+, kernel_psnr \d+\.\d+, "
+                     r"lr_psnr_y", log)
     # weights load into the network with their metadata
     from models.networks import define_G, load_network
 
@@ -643,15 +645,7 @@ def test_latent_mean_iter_trains_with_the_latent_mean_first(tmp_path, mode):
     for n, want in ((2, [True, True, False]), (0, [False, False, False])):
         torch.manual_seed(0)
         model = create_model(_tiny_opt(tmp_path, f"train: {{mode: {mode}, latent_mean_iter: {n}}}\n"), device="cpu")
-        estimator, used_mean = model.net.kernel_extra, []
-        latent = estimator.latent
-
-        def spy(mean, log_var):
-            z = latent(mean, log_var)
-            used_mean.append(torch.equal(z, mean))
-            return z
-
-        estimator.latent = spy
+        used_mean = record_latent_mean(model.net.kernel_extra)
         for step in (1, 2, 3):
             model.feed_data({"hr": hr})
             assert model.optimize_parameters(step) is True
