@@ -57,7 +57,12 @@ def export_authors(path, out, scale=None, overwrite=False):
     if scale is None:
         raise KULNetError(f"{path}: neither the checkpoint nor its file or folder name (x4/latest_G.pth) gives "
                           f"its scale; give --scale 2, 3 or 4")
-    net = define_G({"scale": scale, "network_G": network_options_for_checkpoint({}, path, contents)})
+    net_opt = network_options_for_checkpoint({}, path, contents)
+    if net_opt.get("estimator_input", "image") != "image":  # their estimator takes the image itself
+        raise KULNetError(f"{path}: its estimator was trained with network_G.estimator_input = "
+                          f"{net_opt['estimator_input']}, which the authors' code does not have; it would "
+                          f"estimate nonsense there")
+    net = define_G({"scale": scale, "network_G": net_opt})
     load_network(net, path, strict=True, expected_scale=scale, contents=contents)
     theirs = define_G({"scale": scale}).state_dict()  # the paper's widths: the authors' BlindNet
     params = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}

@@ -166,3 +166,16 @@ def test_export_refuses_other_widths(tmp_path):
         export_authors(str(tmp_path / "tiny.pth"), str(tmp_path / "out.pth"))
     assert not os.path.exists(tmp_path / "out.pth")
 
+
+
+def test_export_refuses_a_contrast_input_estimator(tmp_path):
+    """The authors' estimator takes the image itself: a checkpoint trained on the local contrast would load
+    there and estimate nonsense, so it is refused in a line and nothing is written."""
+    from models.networks import define_G, save_network
+    from scripts.export_authors import export_authors
+    from utils.errors import KULNetError
+
+    save_network(define_G({"scale": 4, "network_G": {"estimator_input": "contrast"}}), str(tmp_path / "x4.pth"))
+    with pytest.raises(KULNetError, match="estimator_input = contrast") as err:
+        export_authors(str(tmp_path / "x4.pth"), str(tmp_path / "out.pth"))
+    assert "\n" not in str(err.value) and not os.path.exists(tmp_path / "out.pth")
