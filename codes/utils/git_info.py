@@ -7,7 +7,7 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 def git_commit(short=False, mark_dirty=False):
     """str | None: ``$KULNET_CODE_VERSION`` when set (for a copy of the tree whose ``.git`` is stale
-    or absent, as on the device machine, where HEAD read an older commit); else the commit of HEAD
+    or absent, such as a copy sent to a remote GPU machine, where HEAD reads an older commit); else the commit of HEAD
     (``short``: abbreviated), with ``+dirty`` when ``mark_dirty`` and tracked files differ from it;
     None outside a git checkout or without git."""
     if os.environ.get("KULNET_CODE_VERSION"):
