@@ -11,6 +11,7 @@ import yaml
 CODES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(CODES_DIR)
 TINY_NET = {"which_model_G": "KULNet", "est_nf": 8, "sr_nf": 8, "n_stages": 2}
+TINY_NET_YAML = "network_G: {est_nf: 8, sr_nf: 8, n_stages: 2}\n"  # the same widths in an option file
 
 
 def make_thresholds_positive(net):
@@ -66,8 +67,7 @@ def tiny_train_options(tmp_path, extra=""):
     (tmp_path / "hr").mkdir(exist_ok=True)
     path = tmp_path / "w.yml"
     path.write_text(f"name: w\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
-                    f"datasets:\n  train: {{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n"
-                    f"network_G: {{est_nf: 8, sr_nf: 8, n_stages: 2}}\n" + extra)
+                    f"datasets:\n  train: {{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n" + TINY_NET_YAML + extra)
     return parse(str(path))
 
 
@@ -105,3 +105,4 @@ def record_latent_mean(estimator):
 
     estimator.latent = spy
     return used_mean
+

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _eval_helpers import record_latent_mean
+from _eval_helpers import TINY_NET_YAML, record_latent_mean
+from _eval_helpers import tiny_train_options as _opt
 from _lmdb_helpers import write_photos
 
 from data.degradation import EXTREME_FRACTION, Degradation, to_extremes
@@ -20,16 +21,6 @@ from models.estimator_training import KERNEL_HEAD, EstimatorOutput, parameter_gr
 from models.losses import KULNetLoss, kernel_l1_distance, kernel_map_l1, kl_loss
 from options.options import REPO_ROOT, parse
 from utils.errors import KULNetError
-
-TINY = "network_G: {est_nf: 8, sr_nf: 8, n_stages: 2}\n"
-
-
-def _opt(tmp_path, extra=""):
-    (tmp_path / "hr").mkdir(exist_ok=True)
-    path = tmp_path / "e.yml"
-    path.write_text(f"name: e\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
-                    f"datasets:\n  train: {{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n" + TINY + extra)
-    return parse(str(path))
 
 
 # ---------------------------------------------------------------- losses
@@ -208,7 +199,7 @@ def _curve_options(path, photos, exp_root):
     path.write_text(
         "name: curve\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
         f"datasets:\n  train: {{dataroot_GT: {photos / 'train'}, GT_size: 32, batch_size: 2, n_workers: 0}}\n"
-        f"  val: {{dataroot_GT: {photos / 'val'}, noise: 0, center_crop: 32}}\n" + TINY +
+        f"  val: {{dataroot_GT: {photos / 'val'}, noise: 0, center_crop: 32}}\n" + TINY_NET_YAML +
         "train: {mode: estimator, kernel_loss: l1, val_freq: 2, niter: 4}\n"
         "logger: {print_freq: 1, progress_bar: false, use_tb_logger: false}\n"
         f"path: {{experiments_root: {exp_root}}}\n")

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from _eval_helpers import TINY_NET_YAML as TINY_NET
 from _eval_helpers import record_latent_mean
+from _eval_helpers import tiny_train_options as _tiny_opt
 from _lmdb_helpers import write_photos
 
 from options.options import REPO_ROOT, parse
 from utils.errors import KULNetError
-
-TINY_NET = "network_G: {est_nf: 8, sr_nf: 8, n_stages: 2}\n"
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +136,6 @@ def test_existing_experiment_is_archived(tmp_path):
     train.prepare_experiment(str(exp), False, {"opt_path": str(opt_file), "name": "tiny"}, "240101-000000")
     assert (tmp_path / "exp" / "tiny_archived_240101-000000" / "models" / "old_G.pth").exists()
     assert not (exp / "models" / "old_G.pth").exists() and (exp / "training_state").is_dir()
-
-
-def _tiny_opt(tmp_path, extra=""):
-    (tmp_path / "hr").mkdir(exist_ok=True)
-    path = tmp_path / "w.yml"
-    path.write_text(f"name: w\nscale: 4\nkernel_size: 11\ndevice: cpu\n"
-                    f"datasets:\n  train: {{dataroot_GT: {tmp_path / 'hr'}, GT_size: 32}}\n" + TINY_NET + extra)
-    return parse(str(path))
 
 
 def test_nonfinite_loss_guard(tmp_path):
